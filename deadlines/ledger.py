@@ -1,0 +1,735 @@
+"""The obligation ledger: a pure, deterministic state machine.
+
+``Ledger.apply(event)`` and ``Ledger.tick(now)`` return the effects (opened, warned,
+breached, met, late, …) of an event or of time passing; ``next_due()`` says when the ledger
+next wants to wake. No wall clock and no I/O: time comes only from ``tick(now)`` and from
+the events themselves. The module-level :func:`apply` and :func:`tick` give the same in the
+``(state, input) -> (state, effects)`` shape; the state is updated in place for speed.
+
+State is kept per *subject*: every identifier an event names (``incident_id=I1``,
+``document_id=D7``, ``unit=jiaoyu-ju`` for unit-level duties). An event is applied to each
+subject it names, once (idempotent by ``event_id``). A subject remembers the publications
+that referenced it, so evidence that arrives before its trigger closes the obligation when
+the trigger arrives; fulfilment is judged by ``published_at``, never by arrival.
+
+Times are integer epoch seconds. Deadlines of day windows are the last second (23:59:59,
+Asia/Shanghai) of the last day; a publication is in time if ``published_at <= due_at``.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from deadlines.calendar import WorkCalendar, day_end, day_of, day_start
+from deadlines.rules import Rule, RuleBook
+from schemas.events import REF_FIELDS, TIME_FIELD, Event
+
+# Obligation statuses.
+PENDING = "pending"
+PAUSED = "paused"
+MET = "met"
+LATE = "late"
+MISSED = "missed"
+UNVERIFIABLE = "unverifiable"
+CANCELLED = "cancelled"
+STATUSES = (PENDING, PAUSED, MET, LATE, MISSED, UNVERIFIABLE, CANCELLED)
+OPEN_STATUSES = frozenset({PENDING, PAUSED, MISSED})
+FULFILLED_STATUSES = frozenset({MET, LATE, UNVERIFIABLE})
+
+# Effect (and timeline) kinds.
+OPENED = "opened"
+WARNED = "warned"
+BREACHED = "breached"
+FULFILLED = {MET: "met", LATE: "late", UNVERIFIABLE: "unverifiable"}
+PAUSED_FX = "paused"
+RESUMED = "resumed"
+RESTARTED = "restarted"
+EXTENDED = "extended"
+REJECTED = "rejected"
+CANCELLED_FX = "cancelled"
+REOPENED = "reopened"
+RESCHEDULED = "rescheduled"
+EFFECT_KINDS = (
+    OPENED,
+    WARNED,
+    BREACHED,
+    "met",
+    "late",
+    "unverifiable",
+    PAUSED_FX,
+    RESUMED,
+    RESTARTED,
+    EXTENDED,
+    REJECTED,
+    CANCELLED_FX,
+    REOPENED,
+    RESCHEDULED,
+)
+
+_INCIDENT_TYPES = frozenset({"incident.reported", "incident.updated"})
+_UNIT = "unit"
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """Something that happened to an obligation; ``key`` is deterministic (idempotent)."""
+
+    kind: str
+    obligation_id: str
+    rule_id: str
+    subject_id: str
+    unit: str
+    at: int  # when it happened (the warning point or deadline for warned/breached)
+    due_at: int
+    status: str
+    event_id: str | None = None
+    detail: str = ""
+    detected_at: int | None = None  # for warned/breached: the tick that noticed it
+
+    @property
+    def key(self) -> str:
+        return f"{self.obligation_id}|{self.kind}|{self.at}|{self.event_id or ''}"
+
+
+#: One audit entry: (at, kind, event_id, detail).
+TimelineEntry = tuple[int, str, str | None, str]
+#: One publication remembered by a subject: (published_at, event_id, kind, date_only, url).
+Evidence = tuple[int, str, str, bool, str]
+#: One clock event remembered by a subject: (at, event_id, type, date_only, working_days).
+ClockEvent = tuple[int, str, str, bool, int]
+
+
+class Obligation:
+    """One duty opened by one trigger under one frozen rule version."""
+
+    __slots__ = (
+        "calendar_assumed",
+        "due_at",
+        "fulfilled_at",
+        "fulfilled_by",
+        "home",
+        "opened_at",
+        "opened_by",
+        "opened_date_only",
+        "rule",
+        "start",
+        "status",
+        "subject_id",
+        "timeline",
+        "unit",
+        "unit_kind",
+        "warned_until",
+    )
+
+    def __init__(
+        self,
+        rule: Rule,
+        subject_id: str,
+        unit: str,
+        unit_kind: str,
+        home: str,
+        opened_at: int,
+        opened_date_only: bool,
+        opened_by: str,
+    ) -> None:
+        self.rule = rule
+        self.subject_id = subject_id
+        self.unit = unit
+        self.unit_kind = unit_kind
+        self.home = home
+        self.opened_at = opened_at
+        self.opened_date_only = opened_date_only
+        self.opened_by = opened_by
+        self.start = opened_at
+        self.due_at = opened_at
+        self.status = PENDING
+        self.fulfilled_at: int | None = None
+        self.fulfilled_by: str | None = None
+        self.calendar_assumed = False
+        self.warned_until = opened_at
+        self.timeline: list[TimelineEntry] | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.rule.id}:{self.subject_id}"
+
+    def log(self, at: int, kind: str, event_id: str | None, detail: str = "") -> None:
+        if self.timeline is None:
+            self.timeline = []
+        self.timeline.append((at, kind, event_id, detail))
+
+    def full_timeline(self) -> list[TimelineEntry]:
+        """The audit trail, oldest first, including the opening."""
+        opened: TimelineEntry = (self.opened_at, OPENED, self.opened_by, "")
+        return sorted([opened, *(self.timeline or ())], key=lambda e: (e[0], e[1]))
+
+    def warning_times(self) -> list[int]:
+        """The warning points of the current window, in order, strictly inside it."""
+        out = []
+        span = self.due_at - self.start
+        for w in self.rule.spec.warnings:
+            if w.fraction is not None:
+                t = self.start + int(span * w.fraction)
+            elif w.before_hours is not None:
+                t = self.due_at - int(w.before_hours * 3600)
+            else:
+                assert w.last_day_at is not None
+                hh, mm = w.last_day_at.split(":")
+                t = day_start(day_of(self.due_at)) + int(hh) * 3600 + int(mm) * 60
+            if self.start < t < self.due_at:
+                out.append(t)
+        out.sort()
+        return out
+
+    def next_wake(self) -> int | None:
+        """When the sweeper must look at this obligation next (None: nothing to wait for)."""
+        if self.status != PENDING:
+            return None
+        for t in self.warning_times():
+            if t > self.warned_until:
+                return t
+        return self.due_at + 1
+
+
+class Subject:
+    """Everything the ledger knows about one identifier."""
+
+    __slots__ = ("clock", "evidence", "facts", "key", "obligations", "seen", "triggers")
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.seen: set[str] = set()
+        self.facts: Any = None  # the latest incident report/update for incident subjects
+        self.triggers: list[Any] | None = None  # triggers whose rules read the facts
+        self.evidence: list[Evidence] | None = None
+        self.clock: list[ClockEvent] | None = None
+        self.obligations: list[Obligation] | None = None
+
+    def find(self, obligation_id: str) -> Obligation | None:
+        for ob in self.obligations or ():
+            if ob.id == obligation_id:
+                return ob
+        return None
+
+
+def instant(value: datetime | date) -> tuple[int, bool]:
+    """Epoch seconds of a timestamp, or of 00:00 Asia/Shanghai of a bare date (flagged)."""
+    if isinstance(value, datetime):
+        return int(value.timestamp()), False
+    return day_start(value.toordinal()), True
+
+
+class Ledger:
+    """All subjects, their obligations, and a timer wheel of when each next needs a look."""
+
+    def __init__(self, book: RuleBook, calendar: WorkCalendar) -> None:
+        self.book = book
+        self.calendar = calendar
+        self.subjects: dict[str, Subject] = {}
+        self.clock: int | None = None  # the latest tick
+        self.units: dict[str, None] = dict.fromkeys(book.units)  # insertion-ordered set
+        self._new_units: list[str] = list(book.units)
+        self._calendar_year: int | None = None
+        self._calendar_done: dict[tuple[str, str], int] = {}
+        self._wheel: dict[int, list[Obligation]] = {}
+        self._times: list[int] = []
+        self._unit_kinds = book.all_ref_kinds()
+        self.duplicates = 0
+        self.unrouted = 0
+
+    # -- routing ----------------------------------------------------------------------
+
+    def route(self, event: Event) -> list[tuple[str, str]]:
+        """The subjects an event names, as (ref, value) pairs, in a fixed order."""
+        out: list[tuple[str, str]] = []
+        for name in REF_FIELDS:
+            value = getattr(event, name, None)
+            if value is not None:
+                out.append((name, value))
+        refs = getattr(event, "refs", None)
+        if refs is not None:
+            for name in REF_FIELDS:
+                value = getattr(refs, name, None)
+                if value is not None and (name, value) not in out:
+                    out.append((name, value))
+        if event.type == "document.published" and event.kind in self._unit_kinds:
+            out.append((_UNIT, event.unit))
+        return out
+
+    # -- events -----------------------------------------------------------------------
+
+    def apply(self, event: Event) -> list[Effect]:
+        """Apply one event to every subject it names; a repeated event_id does nothing."""
+        effects: list[Effect] = []
+        if event.unit not in self.units:
+            self.units[event.unit] = None
+            self._new_units.append(event.unit)
+        routes = self.route(event)
+        if not routes:
+            self.unrouted += 1
+            return effects
+        fresh = False
+        for ref, value in routes:
+            key = f"{ref}={value}"
+            subject = self.subjects.get(key)
+            if subject is None:
+                subject = self.subjects[key] = Subject(key)
+            if event.event_id in subject.seen:
+                continue
+            fresh = True
+            subject.seen.add(event.event_id)
+            self._apply_to(subject, ref, value, event, effects)
+        if not fresh:
+            self.duplicates += 1
+        return effects
+
+    def _apply_to(
+        self, subject: Subject, ref: str, value: str, event: Event, fx: list[Effect]
+    ) -> None:
+        etype = event.type
+        if etype in _INCIDENT_TYPES:
+            if subject.facts is None or not (
+                etype == "incident.reported" and subject.facts.type == "incident.updated"
+            ):
+                subject.facts = event
+            self._evaluate_facts(subject, ref, value, fx)
+            return
+        if etype == "document.published":
+            at, date_only = instant(event.published_at)
+            item: Evidence = (at, event.event_id, event.kind, date_only, event.url)
+            if subject.evidence is None:
+                subject.evidence = []
+            subject.evidence.append(item)
+            for ob in subject.obligations or ():
+                if ob.rule.ref == ref and event.kind in ob.rule.evidence_kinds:
+                    self._judge(subject, ob, fx)
+        pack = self.book.pack_for(event.unit)
+        clock_rules = pack.by_clock_event.get(etype)
+        if clock_rules is not None:
+            at, date_only = instant(event.at)  # type: ignore[union-attr]
+            step: ClockEvent = (
+                at,
+                event.event_id,
+                etype,
+                date_only,
+                getattr(event, "working_days", 0),
+            )
+            if subject.clock is None:
+                subject.clock = []
+            subject.clock.append(step)
+            for ob in subject.obligations or ():
+                if etype in ob.rule.clock and ob.rule.ref == ref:
+                    self._clock_changed(subject, ob, step, fx)
+        for rule in pack.by_event.get(etype, ()):
+            if rule.ref != ref or _path(event, rule.link_path) != value:
+                continue
+            if rule.uses_facts:
+                if subject.triggers is None:
+                    subject.triggers = []
+                if event not in subject.triggers:
+                    subject.triggers.append(event)
+            self._evaluate(subject, rule, event, fx)
+
+    def _evaluate_facts(self, subject: Subject, ref: str, value: str, fx: list[Effect]) -> None:
+        facts = subject.facts
+        for rule in self.book.pack_for(facts.unit).by_event.get(facts.type, ()):
+            if rule.ref == ref and _path(facts, rule.link_path) == value:
+                self._evaluate(subject, rule, facts, fx)
+        for trig in subject.triggers or ():
+            for rule in self.book.pack_for(trig.unit).by_event.get(trig.type, ()):
+                if rule.uses_facts and rule.ref == ref and _path(trig, rule.link_path) == value:
+                    self._evaluate(subject, rule, trig, fx)
+
+    def _evaluate(self, subject: Subject, rule: Rule, trig: Any, fx: list[Effect]) -> None:
+        """Open, keep, re-time, cancel or reopen the obligation ``rule`` x ``trig``."""
+        start, start_date_only = instant(getattr(trig, rule.start_field or TIME_FIELD[trig.type]))
+        if not rule.applies_on(day_of(start)):
+            return
+        subject_id = _path(trig, rule.id_path)
+        if subject_id is None:
+            return
+        holds = rule.condition_holds(trig, subject.facts)
+        ob = subject.find(f"{rule.id}:{subject_id}")
+        if ob is None:
+            if holds:
+                self._open(subject, rule, str(subject_id), trig, start, start_date_only, fx)
+            return
+        if ob.rule is not rule and ob.rule.key != rule.key:
+            return  # opened under another version of this rule; that version governs it
+        if not holds:
+            self._cancel(ob, trig, "trigger no longer holds", fx)
+            return
+        if ob.status == CANCELLED:
+            ob.status = PENDING
+            ob.opened_at, ob.opened_date_only = start, start_date_only
+            self._reschedule(subject, ob)
+            ob.log(_event_at(trig), REOPENED, trig.event_id, "trigger holds again")
+            fx.append(self._effect(ob, REOPENED, _event_at(trig), trig.event_id))
+            self._judge(subject, ob, fx)
+            self._schedule(ob)
+        elif start != ob.opened_at:
+            ob.opened_at, ob.opened_date_only = start, start_date_only
+            old_due = ob.due_at
+            self._reschedule(subject, ob)
+            if ob.due_at != old_due:
+                detail = f"window start moved; due {old_due} -> {ob.due_at}"
+                ob.log(_event_at(trig), RESCHEDULED, trig.event_id, detail)
+                fx.append(self._effect(ob, RESCHEDULED, _event_at(trig), trig.event_id, detail))
+            self._judge(subject, ob, fx)
+            self._schedule(ob)
+
+    def _open(
+        self,
+        subject: Subject,
+        rule: Rule,
+        subject_id: str,
+        trig: Any,
+        start: int,
+        start_date_only: bool,
+        fx: list[Effect],
+    ) -> Obligation:
+        unit = trig.unit
+        ob = Obligation(
+            rule,
+            subject_id,
+            unit,
+            self.book.unit_kind(unit),
+            subject.key,
+            start,
+            start_date_only,
+            trig.event_id,
+        )
+        self._reschedule(subject, ob)
+        if subject.obligations is None:
+            subject.obligations = []
+        subject.obligations.append(ob)
+        fx.append(self._effect(ob, OPENED, start, trig.event_id))
+        self._judge(subject, ob, fx)
+        self._schedule(ob)
+        return ob
+
+    def _cancel(self, ob: Obligation, trig: Any, why: str, fx: list[Effect]) -> None:
+        if ob.status in OPEN_STATUSES:
+            ob.status = CANCELLED
+            at = _event_at(trig)
+            ob.log(at, CANCELLED_FX, trig.event_id, why)
+            fx.append(self._effect(ob, CANCELLED_FX, at, trig.event_id, why))
+
+    # -- windows ----------------------------------------------------------------------
+
+    def _window_end(self, ob: Obligation, start: int) -> tuple[int, bool]:
+        """The deadline of a window starting at ``start``, and whether it rests on an
+        assumed (not yet published) holiday calendar."""
+        window = ob.rule.window
+        if window.hours is not None:
+            return start + int(window.hours * 3600), False
+        if window.working_days is not None:
+            day, assumed = self.calendar.add_working_days_ord(day_of(start), window.working_days)
+            return day_end(day), assumed
+        if window.same_day:
+            return day_end(day_of(start)), False
+        mmdd = window.by_unit_kind.get(ob.unit_kind, window.fixed_date)  # type: ignore[call-overload]
+        assert mmdd is not None
+        year = date.fromordinal(day_of(start)).year
+        month, day_ = (int(x) for x in mmdd.split("-"))
+        return day_end(date(year, month, day_).toordinal()), False
+
+    def _add_working_days(self, due: int, n: int) -> tuple[int, bool]:
+        day, assumed = self.calendar.add_working_days_ord(day_of(due), n)
+        return day_end(day), assumed
+
+    def _reschedule(self, subject: Subject, ob: Obligation) -> list[tuple[ClockEvent, str, str]]:
+        """Recompute start, due and pause state from the trigger and every clock event,
+        in time order. Returns, per clock event, the action taken and a note."""
+        start = ob.opened_at
+        due, assumed = self._window_end(ob, start)
+        paused_since: int | None = None
+        extensions = 0
+        day_window = ob.rule.window.unit in ("working_days",)
+        log: list[tuple[ClockEvent, str, str]] = []
+        steps = sorted(
+            s for s in (subject.clock or ()) if s[2] in ob.rule.clock and s[1] != ob.opened_by
+        )
+        for step in steps:
+            at, _eid, etype, _date_only, working_days = step
+            spec = ob.rule.clock[etype]
+            if spec.do == "pause":
+                if paused_since is None:
+                    paused_since = at
+                    log.append((step, PAUSED_FX, "clock stopped"))
+                else:
+                    log.append((step, REJECTED, "already paused"))
+            elif spec.do == "resume":
+                if paused_since is None:
+                    log.append((step, REJECTED, "not paused"))
+                    continue
+                if day_window:
+                    n, a = self.calendar.working_days_between_ord(day_of(paused_since), day_of(at))
+                    if n:
+                        due, a2 = self._add_working_days(due, n)
+                        assumed = assumed or a2
+                    assumed = assumed or a
+                    note = f"+{n} working days paused"
+                else:
+                    due += at - paused_since
+                    note = f"+{at - paused_since} s paused"
+                paused_since = None
+                log.append((step, RESUMED, note))
+            elif spec.do == "restart":
+                start = at
+                due, assumed = self._window_end(ob, start)
+                paused_since = None
+                extensions = 0
+                log.append((step, RESTARTED, "window restarts from this day"))
+            else:  # extend
+                if spec.max_times is not None and extensions >= spec.max_times:
+                    log.append((step, REJECTED, f"only {spec.max_times} extension(s) allowed"))
+                    continue
+                if spec.max_working_days is not None and working_days > spec.max_working_days:
+                    log.append(
+                        (step, REJECTED, f"at most {spec.max_working_days} working days")
+                    )
+                    continue
+                extensions += 1
+                due, a = self._add_working_days(due, working_days)
+                assumed = assumed or a
+                log.append((step, EXTENDED, f"+{working_days} working days"))
+        ob.start, ob.due_at, ob.calendar_assumed = start, due, assumed
+        if ob.warned_until < start:
+            ob.warned_until = start
+        if ob.status in OPEN_STATUSES:
+            if paused_since is not None:
+                ob.status = PAUSED
+            elif ob.status == MISSED and self.clock is not None and due < self.clock:
+                pass  # still missed; the breach was already reported
+            else:
+                ob.status = PENDING
+        return log
+
+    def _clock_changed(
+        self, subject: Subject, ob: Obligation, step: ClockEvent, fx: list[Effect]
+    ) -> None:
+        old_due = ob.due_at
+        log = self._reschedule(subject, ob)
+        action, note = next(((a, n) for s, a, n in log if s is step), (REJECTED, "no effect"))
+        if ob.due_at != old_due:
+            note += f"; due {old_due} -> {ob.due_at}"
+        ob.log(step[0], action, step[1], note)
+        fx.append(self._effect(ob, action, step[0], step[1], note))
+        self._judge(subject, ob, fx)  # fulfilment is judged against the new deadline
+        self._schedule(ob)
+
+    # -- evidence ---------------------------------------------------------------------
+
+    def _judge(self, subject: Subject, ob: Obligation, fx: list[Effect]) -> None:
+        """Decide fulfilment from every matching publication the subject has seen."""
+        if ob.status == CANCELLED or not subject.evidence:
+            return
+        best: tuple[int, int, str] | None = None  # (rank, at, event_id); rank 0 met, 1 ?, 2 late
+        due = ob.due_at
+        only_after_start = ob.rule.ref == _UNIT
+        for at, eid, kind, date_only, _url in subject.evidence or ():
+            if kind not in ob.rule.evidence_kinds:
+                continue
+            if only_after_start and at < ob.start:
+                continue  # last year's report does not fulfil this year's duty
+            if date_only:
+                end = at + 86399
+                rank = 0 if end <= due else (2 if at > due else 1)
+            else:
+                rank = 0 if at <= due else 2
+            cand = (rank, at, eid)
+            if best is None or cand < best:
+                best = cand
+        if best is None:
+            return
+        status = (MET, UNVERIFIABLE, LATE)[best[0]]
+        if status == ob.status and ob.fulfilled_by == best[2]:
+            return
+        ob.status, ob.fulfilled_at, ob.fulfilled_by = status, best[1], best[2]
+        detail = "published date only; cannot tell if within the window" if best[0] == 1 else ""
+        ob.log(best[1], FULFILLED[status], best[2], detail)
+        fx.append(self._effect(ob, FULFILLED[status], best[1], best[2], detail))
+
+    # -- time -------------------------------------------------------------------------
+
+    def _schedule(self, ob: Obligation) -> None:
+        t = ob.next_wake()
+        if t is None:
+            return
+        bucket = self._wheel.get(t)
+        if bucket is None:
+            self._wheel[t] = [ob]
+            heapq.heappush(self._times, t)
+        else:
+            bucket.append(ob)
+
+    def tick(self, now: int) -> list[Effect]:
+        """Let time pass up to ``now``: warnings, breaches, yearly duties. O(due), not O(open)."""
+        fx: list[Effect] = []
+        self._open_calendar_duties(now, fx)
+        times, wheel = self._times, self._wheel
+        while times and times[0] <= now:
+            t = heapq.heappop(times)
+            for ob in wheel.pop(t, ()):
+                if ob.next_wake() == t:
+                    self._fire(ob, now, fx)
+        if self.clock is None or now > self.clock:
+            self.clock = now
+        return fx
+
+    def _fire(self, ob: Obligation, now: int, fx: list[Effect]) -> None:
+        if now > ob.due_at:
+            ob.status = MISSED
+            ob.warned_until = ob.due_at
+            ob.log(ob.due_at, BREACHED, None, "")
+            fx.append(self._effect(ob, BREACHED, ob.due_at, None, "", detected_at=now))
+            return
+        passed = [t for t in ob.warning_times() if ob.warned_until < t <= now]
+        if passed:
+            t = passed[-1]  # earlier points missed while asleep are folded into this one
+            ob.warned_until = t
+            detail = f"{len(passed) - 1} earlier warning point(s) folded" if len(passed) > 1 else ""
+            ob.log(t, WARNED, None, detail)
+            fx.append(self._effect(ob, WARNED, t, None, detail, detected_at=now))
+        self._schedule(ob)
+
+    def _open_calendar_duties(self, now: int, fx: list[Effect]) -> None:
+        """Open yearly duties (annual reports) for every unit when a year begins.
+
+        A duty is opened for a unit the ledger watched across 1 January. A unit first seen
+        later in the year (or a ledger started later) gets this year's duty only if its
+        deadline is still ahead: a deadline that passed before we watched is not judged.
+        """
+        year = date.fromordinal(day_of(now)).year
+        year_changed = year != self._calendar_year
+        if not year_changed and not self._new_units:
+            return
+        watched_new_year = year_changed and self._calendar_year is not None
+        newcomers = set(self._new_units)
+        units = list(self.units) if year_changed else self._new_units
+        self._calendar_year, self._new_units = year, []
+        jan1 = day_start(date(year, 1, 1).toordinal())
+        trig = _CalendarTrigger(unit="", event_id=f"calendar:{year}")
+        for unit in units:
+            key = f"{_UNIT}={unit}"
+            for rule in self.book.pack_for(unit).calendar_rules:
+                done_key = (unit, rule.id)
+                if not rule.applies_on(day_of(jan1)) or self._calendar_done.get(done_key, 0) >= year:
+                    continue
+                self._calendar_done[done_key] = year
+                subject = self.subjects.get(key) or self.subjects.setdefault(key, Subject(key))
+                ob = Obligation(
+                    rule, f"{unit}/{year - 1}", unit, self.book.unit_kind(unit), key, jan1, True,
+                    trig.event_id,
+                )
+                due, _ = self._window_end(ob, jan1)
+                if due < now and not (watched_new_year and unit not in newcomers):
+                    continue
+                self._open(subject, rule, ob.subject_id, _CalendarTrigger(unit, trig.event_id),
+                           jan1, True, fx)
+
+    def next_due(self) -> int | None:
+        """The earliest instant at which :meth:`tick` has something to do."""
+        wake = self._times[0] if self._times else None
+        if self._calendar_year is not None and any(
+            p.calendar_rules for p in self.book.packs.values()
+        ):
+            new_year = day_start(date(self._calendar_year + 1, 1, 1).toordinal())
+            wake = new_year if wake is None else min(wake, new_year)
+        return wake
+
+    # -- calendar updates ---------------------------------------------------------------
+
+    def set_calendar(self, calendar: WorkCalendar) -> list[Effect]:
+        """Use a new holiday table; obligations computed on an assumed calendar are redone."""
+        self.calendar = calendar
+        fx: list[Effect] = []
+        for subject in self.subjects.values():
+            for ob in subject.obligations or ():
+                if not ob.calendar_assumed or ob.status == CANCELLED:
+                    continue
+                old_due = ob.due_at
+                self._reschedule(subject, ob)
+                at = self.clock if self.clock is not None else ob.opened_at
+                if ob.due_at != old_due or not ob.calendar_assumed:
+                    detail = f"holiday table loaded; due {old_due} -> {ob.due_at}"
+                    ob.log(at, RESCHEDULED, None, detail)
+                    fx.append(self._effect(ob, RESCHEDULED, at, None, detail))
+                if ob.status in FULFILLED_STATUSES:
+                    self._judge(subject, ob, fx)
+                self._schedule(ob)
+        return fx
+
+    # -- reading ----------------------------------------------------------------------
+
+    def obligations(self) -> Iterator[Obligation]:
+        for subject in self.subjects.values():
+            yield from subject.obligations or ()
+
+    def get(self, obligation_id: str) -> Obligation | None:
+        for ob in self.obligations():
+            if ob.id == obligation_id:
+                return ob
+        return None
+
+    def _effect(
+        self,
+        ob: Obligation,
+        kind: str,
+        at: int,
+        event_id: str | None,
+        detail: str = "",
+        detected_at: int | None = None,
+    ) -> Effect:
+        return Effect(
+            kind=kind,
+            obligation_id=ob.id,
+            rule_id=ob.rule.id,
+            subject_id=ob.subject_id,
+            unit=ob.unit,
+            at=at,
+            due_at=ob.due_at,
+            status=ob.status,
+            event_id=event_id,
+            detail=detail,
+            detected_at=detected_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _CalendarTrigger:
+    """Stands in for an event when the calendar opens a yearly duty."""
+
+    unit: str
+    event_id: str
+    type: str = "calendar.yearly"
+
+
+def _path(obj: Any, path: tuple[str, ...]) -> Any:
+    for part in path:
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def _event_at(trig: Any) -> int:
+    field = TIME_FIELD.get(trig.type)
+    if field is None:
+        return 0
+    return instant(getattr(trig, field))[0]
+
+
+def apply(state: Ledger, event: Event) -> tuple[Ledger, list[Effect]]:
+    """``(state, event) -> (state, effects)``; the state is updated in place."""
+    return state, state.apply(event)
+
+
+def tick(state: Ledger, now: int) -> tuple[Ledger, list[Effect]]:
+    """``(state, now) -> (state, effects)``; the state is updated in place."""
+    return state, state.tick(now)

@@ -1,0 +1,538 @@
+"""Rules as data: rule packs (YAML) per jurisdiction, validated and compiled.
+
+A *rule* says which events open an obligation (``trigger``), what publication fulfils it
+(``evidence``: publication kinds and the ``refs`` field that links them), the window
+(``hours``, ``working_days``, ``same_day`` or a ``fixed_date``), warning points, and how the
+clock pauses, resumes, restarts or is extended. Each rule carries its citations and an
+effective period; one id may have several versions with disjoint periods.
+
+A *pack* is one jurisdiction's rule set; it may ``extends`` another pack, override rules by
+id and ``remove`` rules. Units are mapped to packs by a :class:`RuleBook`.
+
+This module is pure: it takes already-parsed documents (``dict``) and returns frozen objects.
+Reading files is :mod:`deadlines.packs`' job.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from schemas.events import (
+    EVENT_MODELS,
+    REF_FIELDS,
+    TIME_FIELD,
+    EventType,
+    PublicationKind,
+    RefField,
+)
+
+RuleId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+UnitKind = Literal["department", "government", "county_government"]
+UNIT_KINDS: tuple[str, ...] = ("department", "government", "county_government")
+
+#: The subject facts a condition may read with an ``incident.`` prefix (the latest
+#: incident report or update for the subject the rule lives on).
+FACT_PREFIX = "incident."
+
+_MMDD = re.compile(r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")
+_HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Citation(_Spec):
+    source: str = Field(min_length=1, description="Document: 国办发〔2016〕61号, seed 003, …")
+    section: str | None = Field(default=None, description="Article, item or paragraph.")
+    quote: str | None = Field(default=None, description="The words the rule rests on.")
+
+
+class Effective(_Spec):
+    from_: date = Field(alias="from", description="First day the rule applies (trigger date).")
+    until: date | None = Field(default=None, description="Last day it applies; open if absent.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Effective:
+        if self.until is not None and self.until < self.from_:
+            raise ValueError(f"until {self.until} is before from {self.from_}")
+        return self
+
+
+class Predicate(_Spec):
+    eq: str | int | None = None
+    ne: str | int | None = None
+    in_: list[str | int] | None = Field(default=None, alias="in")
+    gte: int | None = None
+    lte: int | None = None
+    present: bool | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Predicate:
+        if not self.model_fields_set:
+            raise ValueError("a predicate needs one of eq, ne, in, gte, lte, present")
+        return self
+
+
+Conditions = dict[str, Predicate]
+
+
+class When(_Spec):
+    """All of ``all`` and at least one of ``any`` (if given) must hold."""
+
+    all: Conditions = Field(default_factory=dict)
+    any: list[Conditions] = Field(default_factory=list)
+
+
+class Trigger(_Spec):
+    events: list[EventType] = Field(default_factory=list, description="Event types that open it.")
+    when: When = Field(default_factory=When)
+    start: str | None = Field(
+        default=None, description="Field of the trigger holding the window start."
+    )
+    id: str | None = Field(
+        default=None, description="Field holding the trigger's id (the reported subject_id)."
+    )
+    calendar: Literal["yearly"] | None = Field(
+        default=None, description="Opened on 1 January for every unit instead of by an event."
+    )
+
+    @model_validator(mode="after")
+    def _event_or_calendar(self) -> Trigger:
+        if bool(self.events) == bool(self.calendar):
+            raise ValueError("give either events or calendar: yearly")
+        return self
+
+
+class Evidence(_Spec):
+    kinds: list[PublicationKind] = Field(min_length=1)
+    ref: RefField | Literal["unit"]
+    link: str | None = Field(
+        default=None,
+        description="Where the trigger holds the id that evidence must carry in refs.<ref> "
+        "(default: the trigger's own <ref> field).",
+    )
+
+
+class Window(_Spec):
+    hours: float | None = Field(default=None, gt=0, le=24 * 366)
+    working_days: int | None = Field(default=None, gt=0, le=366)
+    same_day: Literal[True] | None = None
+    fixed_date: str | None = Field(default=None, description="MM-DD in the trigger's year.")
+    by_unit_kind: dict[UnitKind, str] = Field(
+        default_factory=dict, description="fixed_date per unit kind (MM-DD)."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Window:
+        given = [
+            n
+            for n in ("hours", "working_days", "same_day", "fixed_date")
+            if getattr(self, n) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of hours, working_days, same_day, fixed_date"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        for value in [self.fixed_date, *self.by_unit_kind.values()]:
+            if value is not None and not _MMDD.match(value):
+                raise ValueError(f"fixed dates are MM-DD, got {value!r}")
+        if self.by_unit_kind and self.fixed_date is None:
+            raise ValueError("by_unit_kind needs fixed_date")
+        return self
+
+    @property
+    def unit(self) -> Literal["hours", "working_days", "same_day", "fixed_date"]:
+        if self.hours is not None:
+            return "hours"
+        if self.working_days is not None:
+            return "working_days"
+        if self.same_day is not None:
+            return "same_day"
+        return "fixed_date"
+
+
+class WarningPoint(_Spec):
+    fraction: float | None = Field(default=None, gt=0, lt=1, description="Of the window.")
+    before_hours: float | None = Field(default=None, gt=0, description="Before the deadline.")
+    last_day_at: str | None = Field(
+        default=None, description="HH:MM on the deadline's own day (day windows)."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> WarningPoint:
+        given = [n for n in ("fraction", "before_hours", "last_day_at") if getattr(self, n)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of fraction, before_hours, last_day_at")
+        if self.last_day_at is not None and not _HHMM.match(self.last_day_at):
+            raise ValueError(f"last_day_at is HH:MM, got {self.last_day_at!r}")
+        return self
+
+
+class ClockStep(_Spec):
+    event: EventType
+    do: Literal["pause", "resume", "restart", "extend"]
+    max_times: int | None = Field(default=None, ge=1)
+    max_working_days: int | None = Field(default=None, ge=1)
+
+
+class RuleSpec(_Spec):
+    id: RuleId
+    title: str = Field(min_length=1)
+    citations: list[Citation] = Field(min_length=1)
+    effective: Effective
+    trigger: Trigger
+    evidence: Evidence
+    window: Window
+    warnings: list[WarningPoint] = Field(default_factory=list)
+    clock: list[ClockStep] = Field(default_factory=list)
+    notes: str | None = None
+
+    @model_validator(mode="after")
+    def _coherent(self) -> RuleSpec:
+        for ev in self.trigger.events:
+            fields = _fields_of(ev)
+            start = self.trigger.start or TIME_FIELD[ev]
+            if start not in fields:
+                raise ValueError(f"trigger.start: {ev} has no field {start!r}")
+            link = self.evidence.link or self.evidence.ref
+            if not _has_path(ev, link):
+                raise ValueError(f"evidence.link: {ev} has no field {link!r}")
+            if self.trigger.id is not None and not _has_path(ev, self.trigger.id):
+                raise ValueError(f"trigger.id: {ev} has no field {self.trigger.id!r}")
+            for path in _condition_paths(self.trigger.when):
+                if not path.startswith(FACT_PREFIX) and not _has_path(ev, path):
+                    raise ValueError(f"trigger.when: {ev} has no field {path!r}")
+        if self.trigger.calendar and self.window.unit != "fixed_date":
+            raise ValueError("window: a calendar trigger needs a fixed_date window")
+        if self.window.unit == "fixed_date" and not self.trigger.calendar:
+            raise ValueError("window.fixed_date only works with trigger.calendar")
+        day_window = self.window.unit in ("working_days", "same_day", "fixed_date")
+        for i, w in enumerate(self.warnings):
+            if w.last_day_at is not None and not day_window:
+                raise ValueError(f"warnings[{i}].last_day_at needs a day window")
+        for i, step in enumerate(self.clock):
+            if self.evidence.ref not in _fields_of(step.event):
+                raise ValueError(
+                    f"clock[{i}].event: {step.event} does not carry {self.evidence.ref!r}, "
+                    "so it cannot reach this rule's obligations"
+                )
+            if step.do == "extend" and "working_days" not in _fields_of(step.event):
+                raise ValueError(f"clock[{i}]: extend needs an event with working_days")
+        return self
+
+
+class PackSpec(_Spec):
+    pack: RuleId
+    title: str = Field(min_length=1)
+    extends: RuleId | None = None
+    description: str | None = None
+    rules: list[RuleSpec] = Field(default_factory=list)
+    remove: list[RuleId] = Field(default_factory=list)
+
+    @field_validator("rules")
+    @classmethod
+    def _no_overlap(cls, rules: list[RuleSpec]) -> list[RuleSpec]:
+        by_id: dict[str, list[RuleSpec]] = {}
+        for r in rules:
+            by_id.setdefault(r.id, []).append(r)
+        for rid, versions in by_id.items():
+            versions.sort(key=lambda r: r.effective.from_)
+            for a, b in zip(versions, versions[1:], strict=False):
+                if a.effective.until is None or a.effective.until >= b.effective.from_:
+                    raise ValueError(
+                        f"rule {rid!r}: versions from {a.effective.from_} and "
+                        f"{b.effective.from_} overlap (give the first an 'until')"
+                    )
+        return rules
+
+
+def _fields_of(event_type: str) -> set[str]:
+    return set(EVENT_MODELS[event_type].model_fields)
+
+
+def _has_path(event_type: str, path: str) -> bool:
+    head, _, rest = path.partition(".")
+    if head not in _fields_of(event_type):
+        return False
+    if not rest:
+        return True
+    if head == "refs":
+        if event_type == "opinion.detected":
+            return rest == "incident_id"
+        return rest in REF_FIELDS
+    return False
+
+
+def _condition_paths(when: When) -> list[str]:
+    paths = list(when.all)
+    for alt in when.any:
+        paths.extend(alt)
+    return paths
+
+
+# ---------------------------------------------------------------------------------------
+# Compiled, frozen rules
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One version of one rule, as compiled from a pack. Immutable: obligations keep it."""
+
+    id: str
+    pack: str
+    version: str  # the first day of its effective period, ISO
+    spec: RuleSpec = field(repr=False, compare=False)
+    effective_from: int  # ordinal
+    effective_until: int | None  # ordinal, inclusive
+    events: frozenset[str]
+    start_field: str | None
+    id_path: tuple[str, ...]
+    ref: str
+    link_path: tuple[str, ...]
+    evidence_kinds: frozenset[str]
+    uses_facts: bool
+    clock: Mapping[str, ClockStep]
+
+    @property
+    def title(self) -> str:
+        return self.spec.title
+
+    @property
+    def window(self) -> Window:
+        return self.spec.window
+
+    @property
+    def key(self) -> str:
+        """``pack/id@version``: which text an obligation was opened under."""
+        return f"{self.pack}/{self.id}@{self.version}"
+
+    def applies_on(self, day_ordinal: int) -> bool:
+        return self.effective_from <= day_ordinal and (
+            self.effective_until is None or day_ordinal <= self.effective_until
+        )
+
+    def condition_holds(self, event: Any, facts: Any) -> bool:
+        when = self.spec.trigger.when
+        if not all(_holds(path, pred, event, facts) for path, pred in when.all.items()):
+            return False
+        if when.any:
+            return any(
+                all(_holds(path, pred, event, facts) for path, pred in alt.items())
+                for alt in when.any
+            )
+        return True
+
+
+_MISSING = object()
+
+
+def _resolve(path: str, event: Any, facts: Any) -> Any:
+    obj = event
+    if path.startswith(FACT_PREFIX):
+        if facts is None:
+            return _MISSING
+        obj, path = facts, path[len(FACT_PREFIX) :]
+    for part in path.split("."):
+        obj = getattr(obj, part, _MISSING)
+        if obj is _MISSING or obj is None:
+            return _MISSING
+    return obj
+
+
+def _holds(path: str, pred: Predicate, event: Any, facts: Any) -> bool:
+    value = _resolve(path, event, facts)
+    if pred.present is not None:
+        return (value is not _MISSING) == pred.present
+    if value is _MISSING:
+        return False
+    if pred.eq is not None and value != pred.eq:
+        return False
+    if pred.ne is not None and value == pred.ne:
+        return False
+    if pred.in_ is not None and value not in pred.in_:
+        return False
+    if pred.gte is not None and not (isinstance(value, int) and value >= pred.gte):
+        return False
+    return not (pred.lte is not None and not (isinstance(value, int) and value <= pred.lte))
+
+
+def compile_rule(spec: RuleSpec, pack: str) -> Rule:
+    link = spec.evidence.link or spec.evidence.ref
+    id_field = spec.trigger.id
+    if id_field is None:
+        id_field = link if not spec.trigger.calendar else "unit"
+    return Rule(
+        id=spec.id,
+        pack=pack,
+        version=spec.effective.from_.isoformat(),
+        spec=spec,
+        effective_from=spec.effective.from_.toordinal(),
+        effective_until=spec.effective.until.toordinal() if spec.effective.until else None,
+        events=frozenset(spec.trigger.events),
+        start_field=spec.trigger.start,
+        id_path=tuple(id_field.split(".")),
+        ref=spec.evidence.ref,
+        link_path=tuple(link.split(".")),
+        evidence_kinds=frozenset(spec.evidence.kinds),
+        uses_facts=any(p.startswith(FACT_PREFIX) for p in _condition_paths(spec.trigger.when)),
+        clock={step.event: step for step in spec.clock},
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Packs and the rule book
+
+
+@dataclass(frozen=True, slots=True)
+class Pack:
+    id: str
+    title: str
+    description: str | None
+    rules: tuple[Rule, ...]  # every version of every rule, by id then version
+    source: str  # file the pack came from (and its parents)
+    by_event: Mapping[str, tuple[Rule, ...]]
+    by_kind: Mapping[str, tuple[Rule, ...]]  # publication kind -> rules it is evidence for
+    by_clock_event: Mapping[str, tuple[Rule, ...]]
+    calendar_rules: tuple[Rule, ...]
+
+    def rule_ids(self) -> list[str]:
+        return sorted({r.id for r in self.rules})
+
+    def versions(self, rule_id: str) -> list[Rule]:
+        return [r for r in self.rules if r.id == rule_id]
+
+
+class RulePackError(ValueError):
+    """A malformed pack: the message names the file, the rule and the field."""
+
+
+def _index(rules: Sequence[Rule], key: Any) -> dict[str, tuple[Rule, ...]]:
+    out: dict[str, list[Rule]] = {}
+    for r in rules:
+        for k in key(r):
+            out.setdefault(k, []).append(r)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def build_pack(spec: PackSpec, source: str, parent: Pack | None) -> Pack:
+    own_ids = {r.id for r in spec.rules}
+    inherited: list[Rule] = []
+    if parent is not None:
+        missing = [rid for rid in spec.remove if rid not in parent.rule_ids()]
+        if missing:
+            raise RulePackError(
+                f"{source}: remove: {', '.join(missing)} not in parent pack {parent.id!r}"
+            )
+        dropped = own_ids | set(spec.remove)
+        inherited = [
+            compile_rule(r.spec, spec.pack) for r in parent.rules if r.id not in dropped
+        ]
+    elif spec.remove:
+        raise RulePackError(f"{source}: remove needs extends")
+    rules = sorted(
+        inherited + [compile_rule(r, spec.pack) for r in spec.rules],
+        key=lambda r: (r.id, r.effective_from),
+    )
+    return Pack(
+        id=spec.pack,
+        title=spec.title,
+        description=spec.description,
+        rules=tuple(rules),
+        source=source if parent is None else f"{source} (extends {parent.source})",
+        by_event=_index(rules, lambda r: r.events),
+        by_kind=_index(rules, lambda r: r.evidence_kinds),
+        by_clock_event=_index(rules, lambda r: r.clock.keys()),
+        calendar_rules=tuple(r for r in rules if r.spec.trigger.calendar),
+    )
+
+
+def parse_pack(data: object, source: str) -> PackSpec:
+    """Validate one pack document; errors name the file, the rule and the field."""
+    try:
+        return PackSpec.model_validate(data)
+    except ValidationError as exc:
+        raise RulePackError(_describe(exc, data, source)) from None
+
+
+def _describe(exc: ValidationError, data: object, source: str) -> str:
+    lines = []
+    rules = data.get("rules") if isinstance(data, dict) else None
+    for err in exc.errors(include_url=False):
+        loc = list(err["loc"])
+        where = ""
+        if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
+            idx = loc[1]
+            rid = None
+            if isinstance(rules, list) and idx < len(rules) and isinstance(rules[idx], dict):
+                rid = rules[idx].get("id")
+            where = f"rule {rid!r} (rules[{idx}])" if rid else f"rules[{idx}]"
+            loc = loc[2:]
+        field_path = ".".join(str(p) for p in loc if not str(p).startswith("function-"))
+        parts = [p for p in (where, field_path) if p]
+        lines.append(f"{source}: {': '.join(parts) or '(pack)'}: {err['msg']}")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class UnitConfig:
+    id: str
+    pack: str
+    kind: str = "department"
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleBook:
+    """Every loaded pack, which pack each unit uses, and the default for other units."""
+
+    packs: Mapping[str, Pack]
+    default_pack: str
+    units: Mapping[str, UnitConfig] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.default_pack not in self.packs:
+            raise RulePackError(
+                f"default pack {self.default_pack!r} is not loaded "
+                f"(have: {', '.join(sorted(self.packs))})"
+            )
+        for unit in self.units.values():
+            if unit.pack not in self.packs:
+                raise RulePackError(f"unit {unit.id!r}: pack {unit.pack!r} is not loaded")
+            if unit.kind not in UNIT_KINDS:
+                raise RulePackError(
+                    f"unit {unit.id!r}: kind {unit.kind!r} is not one of {', '.join(UNIT_KINDS)}"
+                )
+
+    def pack_for(self, unit: str) -> Pack:
+        cfg = self.units.get(unit)
+        return self.packs[cfg.pack if cfg else self.default_pack]
+
+    def unit_kind(self, unit: str) -> str:
+        cfg = self.units.get(unit)
+        return cfg.kind if cfg else "department"
+
+    def find(self, rule_id: str, pack: str | None = None) -> list[Rule]:
+        packs = [self.packs[pack]] if pack else list(self.packs.values())
+        return [r for p in packs for r in p.rules if r.id == rule_id]
+
+    def all_ref_kinds(self) -> frozenset[str]:
+        """Publication kinds that some rule matches by unit rather than by refs."""
+        return frozenset(
+            k for p in self.packs.values() for r in p.rules if r.ref == "unit" for k in r.evidence_kinds
+        )

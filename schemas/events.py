@@ -1,0 +1,319 @@
+"""The event contract: what CMS webhooks, incident systems, feeds and replay files send.
+
+One JSON object per event, discriminated on ``type``. Every event carries ``event_id``
+(unique; a repeat is ignored), ``type`` and ``unit`` (the responsible unit). Timestamps are
+RFC 3339 with an offset; fields typed :data:`DayOrInstant` also accept a bare date
+(``2026-02-12``), which many government sources give instead of a time.
+
+Validation errors are field-level: :func:`parse_event` raises :class:`EventError` whose
+``errors`` list names each bad field by its dotted path.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from typing import Annotated, Any, Literal, TypeAlias, get_args
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+Text = Annotated[str, StringConstraints(max_length=2000)]
+Url = Annotated[str, StringConstraints(max_length=2000)]
+
+#: An instant with an offset, or a bare calendar date (Asia/Shanghai) when only the date is known.
+DayOrInstant: TypeAlias = AwareDatetime | date
+
+Severity = Literal["I", "II", "III", "IV"]
+DocumentKind = Literal["normative", "policy", "other"]
+Disclosure = Literal["proactive", "on_application", "not_disclosed"]
+PublicationKind = Literal[
+    "press_release",
+    "press_conference",
+    "update",
+    "document",
+    "policy",
+    "interpretation",
+    "power_list",
+    "decision_publicity",
+    "reply",
+    "response",
+    "rebuttal",
+    "annual_report",
+    "news",
+]
+DecisionKind = Literal["licensing", "penalty"]
+OpinionTopic = Literal["emergency", "policy", "livelihood", "rumor", "other"]
+
+#: The identifiers an event can name; each one is a subject that obligations hang off.
+RefField = Literal[
+    "incident_id", "document_id", "decision_id", "application_id", "opinion_id", "change_id"
+]
+REF_FIELDS: tuple[str, ...] = get_args(RefField)
+
+EventType = Literal[
+    "incident.reported",
+    "incident.updated",
+    "document.issued",
+    "document.published",
+    "decision.made",
+    "org.changed",
+    "application.received",
+    "application.correction_requested",
+    "application.corrected",
+    "application.consultation_started",
+    "application.consultation_ended",
+    "application.extended",
+    "opinion.detected",
+]
+#: Every event type, in contract order.
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class Refs(_Model):
+    """What a publication is evidence for. A CMS sets these to link a page to its subject."""
+
+    incident_id: Id | None = None
+    document_id: Id | None = None
+    decision_id: Id | None = None
+    application_id: Id | None = None
+    opinion_id: Id | None = None
+    change_id: Id | None = None
+
+
+class OpinionRefs(_Model):
+    incident_id: Id | None = None
+
+
+class _Event(_Model):
+    event_id: Id
+    unit: Id
+    source: Id | None = Field(
+        default=None, description="The sending system (CMS, feed, incident system), if known."
+    )
+
+
+class IncidentReported(_Event):
+    type: Literal["incident.reported"]
+    incident_id: Id
+    occurred_at: AwareDatetime
+    title: Text
+    severity: Severity
+    deaths: int | None = Field(default=None, ge=0)
+    injured: int | None = Field(default=None, ge=0, description="Serious injuries.")
+    social_impact: Literal["significant"] | None = None
+
+
+class IncidentUpdated(_Event):
+    type: Literal["incident.updated"]
+    incident_id: Id
+    occurred_at: AwareDatetime
+    title: Text
+    severity: Severity
+    deaths: int | None = Field(default=None, ge=0)
+    injured: int | None = Field(default=None, ge=0, description="Serious injuries.")
+    social_impact: Literal["significant"] | None = None
+
+
+class DocumentIssued(_Event):
+    type: Literal["document.issued"]
+    document_id: Id
+    issued_at: DayOrInstant
+    kind: DocumentKind
+    disclosure: Disclosure
+    title: Text
+
+
+class DocumentPublished(_Event):
+    type: Literal["document.published"]
+    publication_id: Id
+    published_at: DayOrInstant
+    kind: PublicationKind
+    channel: Id
+    url: Url
+    refs: Refs = Field(default_factory=Refs)
+    title: Text | None = None
+
+
+class DecisionMade(_Event):
+    type: Literal["decision.made"]
+    decision_id: Id
+    decided_at: DayOrInstant
+    kind: DecisionKind
+
+
+class OrgChanged(_Event):
+    type: Literal["org.changed"]
+    change_id: Id
+    completed_at: DayOrInstant
+
+
+class ApplicationReceived(_Event):
+    type: Literal["application.received"]
+    application_id: Id
+    received_at: DayOrInstant
+
+
+class _ApplicationStep(_Event):
+    application_id: Id
+    at: DayOrInstant
+
+
+class ApplicationCorrectionRequested(_ApplicationStep):
+    type: Literal["application.correction_requested"]
+
+
+class ApplicationCorrected(_ApplicationStep):
+    type: Literal["application.corrected"]
+
+
+class ApplicationConsultationStarted(_ApplicationStep):
+    type: Literal["application.consultation_started"]
+
+
+class ApplicationConsultationEnded(_ApplicationStep):
+    type: Literal["application.consultation_ended"]
+
+
+class ApplicationExtended(_ApplicationStep):
+    type: Literal["application.extended"]
+    working_days: int = Field(ge=1, le=20)
+
+
+class OpinionDetected(_Event):
+    type: Literal["opinion.detected"]
+    opinion_id: Id
+    detected_at: AwareDatetime
+    topic: OpinionTopic
+    title: Text
+    url: Url
+    refs: OpinionRefs = Field(default_factory=OpinionRefs)
+
+
+Event = Annotated[
+    IncidentReported
+    | IncidentUpdated
+    | DocumentIssued
+    | DocumentPublished
+    | DecisionMade
+    | OrgChanged
+    | ApplicationReceived
+    | ApplicationCorrectionRequested
+    | ApplicationCorrected
+    | ApplicationConsultationStarted
+    | ApplicationConsultationEnded
+    | ApplicationExtended
+    | OpinionDetected,
+    Field(discriminator="type"),
+]
+
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+#: The model of each event type.
+EVENT_MODELS: dict[str, type[BaseModel]] = {
+    get_args(m.model_fields["type"].annotation)[0]: m for m in get_args(get_args(Event)[0])
+}
+assert tuple(EVENT_MODELS) == EVENT_TYPES, "schemas: EventType and the Event union disagree"
+
+#: The field that says when each event happened (its own time, used as the replay clock).
+TIME_FIELD: dict[str, str] = {
+    "incident.reported": "occurred_at",
+    "incident.updated": "occurred_at",
+    "document.issued": "issued_at",
+    "document.published": "published_at",
+    "decision.made": "decided_at",
+    "org.changed": "completed_at",
+    "application.received": "received_at",
+    "application.correction_requested": "at",
+    "application.corrected": "at",
+    "application.consultation_started": "at",
+    "application.consultation_ended": "at",
+    "application.extended": "at",
+    "opinion.detected": "detected_at",
+}
+
+
+class FieldError(_Model):
+    """One problem with one field, by its dotted path (``refs.incident_id``)."""
+
+    field: str
+    message: str
+
+
+class EventError(ValueError):
+    """An event that does not meet the contract; ``errors`` names every bad field."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+
+
+def _field_errors(exc: ValidationError) -> list[FieldError]:
+    out: list[FieldError] = []
+    for err in exc.errors(include_url=False):
+        loc = [str(p) for p in err["loc"]]
+        # Drop the discriminator tag pydantic puts first ("document.published", ...) and the
+        # union member names of DayOrInstant ("datetime", "date").
+        if loc and loc[0] in EVENT_TYPES:
+            loc = loc[1:]
+        loc = [p for p in loc if p not in ("datetime", "date", "function-after[...]")]
+        path = ".".join(loc) or "(event)"
+        out.append(FieldError(field=path, message=err["msg"]))
+    # One message per field: a date-or-instant failure reports once per union member.
+    seen: set[str] = set()
+    unique: list[FieldError] = []
+    for e in out:
+        if e.field not in seen:
+            seen.add(e.field)
+            unique.append(e)
+    return unique
+
+
+def parse_event(data: Any) -> Event:
+    """Validate one event given as a dict; raise :class:`EventError` naming the bad fields."""
+    if not isinstance(data, dict):
+        raise EventError([FieldError(field="(event)", message="an event must be a JSON object")])
+    if "type" not in data:
+        raise EventError(
+            [FieldError(field="type", message="missing; one of " + ", ".join(EVENT_TYPES))]
+        )
+    if data["type"] not in EVENT_TYPES:
+        raise EventError(
+            [
+                FieldError(
+                    field="type",
+                    message=f"unknown event type {data['type']!r}; one of " + ", ".join(EVENT_TYPES),
+                )
+            ]
+        )
+    try:
+        return EVENT_ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        raise EventError(_field_errors(exc)) from None
+
+
+def parse_event_json(text: str | bytes) -> Event:
+    """Validate one event given as JSON text."""
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EventError([FieldError(field="(event)", message=f"not valid JSON: {exc}")]) from None
+    return parse_event(data)
+
+
+def event_time(event: Event) -> datetime | date:
+    """When the event happened, by its own clock (see :data:`TIME_FIELD`)."""
+    value: datetime | date = getattr(event, TIME_FIELD[event.type])
+    return value
