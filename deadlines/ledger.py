@@ -22,11 +22,11 @@ import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from deadlines.calendar import WorkCalendar, day_end, day_of, day_start
 from deadlines.rules import Rule, RuleBook
-from schemas.events import REF_FIELDS, TIME_FIELD, Event
+from schemas.events import OWN_REF_FIELDS, REF_FIELDS, TIME_FIELD, Event
 
 # Obligation statuses.
 PENDING = "pending"
@@ -74,8 +74,7 @@ _INCIDENT_TYPES = frozenset({"incident.reported", "incident.updated"})
 _UNIT = "unit"
 
 
-@dataclass(frozen=True, slots=True)
-class Effect:
+class Effect(NamedTuple):
     """Something that happened to an obligation; ``key`` is deterministic (idempotent)."""
 
     kind: str
@@ -111,6 +110,7 @@ class Obligation:
         "due_at",
         "fulfilled_at",
         "fulfilled_by",
+        "fulfilled_date_only",
         "home",
         "opened_at",
         "opened_by",
@@ -122,6 +122,7 @@ class Obligation:
         "timeline",
         "unit",
         "unit_kind",
+        "wake",
         "warned_until",
     )
 
@@ -149,8 +150,10 @@ class Obligation:
         self.status = PENDING
         self.fulfilled_at: int | None = None
         self.fulfilled_by: str | None = None
+        self.fulfilled_date_only = False
         self.calendar_assumed = False
         self.warned_until = opened_at
+        self.wake: int | None = None  # the wheel slot it is filed under, if any
         self.timeline: list[TimelineEntry] | None = None
 
     @property
@@ -169,28 +172,21 @@ class Obligation:
 
     def warning_times(self) -> list[int]:
         """The warning points of the current window, in order, strictly inside it."""
-        out = []
-        span = self.due_at - self.start
-        for w in self.rule.spec.warnings:
-            if w.fraction is not None:
-                t = self.start + int(span * w.fraction)
-            elif w.before_hours is not None:
-                t = self.due_at - int(w.before_hours * 3600)
-            else:
-                assert w.last_day_at is not None
-                hh, mm = w.last_day_at.split(":")
-                t = day_start(day_of(self.due_at)) + int(hh) * 3600 + int(mm) * 60
-            if self.start < t < self.due_at:
-                out.append(t)
-        out.sort()
-        return out
+        rule, start, due = self.rule, self.start, self.due_at
+        out = [start + int((due - start) * f) for f in rule.warn_fractions]
+        out += [due - b for b in rule.warn_before]
+        if rule.warn_day_offsets:
+            day0 = day_start(day_of(due))
+            out += [day0 + o for o in rule.warn_day_offsets]
+        return sorted(t for t in out if start < t < due)
 
     def next_wake(self) -> int | None:
         """When the sweeper must look at this obligation next (None: nothing to wait for)."""
         if self.status != PENDING:
             return None
+        after = self.warned_until
         for t in self.warning_times():
-            if t > self.warned_until:
+            if t > after:
                 return t
         return self.due_at + 1
 
@@ -209,9 +205,9 @@ class Subject:
         self.clock: list[ClockEvent] | None = None
         self.obligations: list[Obligation] | None = None
 
-    def find(self, obligation_id: str) -> Obligation | None:
+    def find(self, rule_id: str, subject_id: str) -> Obligation | None:
         for ob in self.obligations or ():
-            if ob.id == obligation_id:
+            if ob.subject_id == subject_id and ob.rule.id == rule_id:
                 return ob
         return None
 
@@ -234,6 +230,7 @@ class Ledger:
         self.units: dict[str, None] = dict.fromkeys(book.units)  # insertion-ordered set
         self._new_units: list[str] = list(book.units)
         self._calendar_year: int | None = None
+        self._next_year_at = -(2**62)  # the next 1 January 00:00 to open yearly duties at
         self._calendar_done: dict[tuple[str, str], int] = {}
         self._wheel: dict[int, list[Obligation]] = {}
         self._times: list[int] = []
@@ -245,19 +242,16 @@ class Ledger:
 
     def route(self, event: Event) -> list[tuple[str, str]]:
         """The subjects an event names, as (ref, value) pairs, in a fixed order."""
-        out: list[tuple[str, str]] = []
-        for name in REF_FIELDS:
-            value = getattr(event, name, None)
-            if value is not None:
-                out.append((name, value))
-        refs = getattr(event, "refs", None)
-        if refs is not None:
+        etype = event.type
+        out = [(name, getattr(event, name)) for name in OWN_REF_FIELDS[etype]]
+        if etype == "document.published" or etype == "opinion.detected":
+            refs = event.refs
             for name in REF_FIELDS:
                 value = getattr(refs, name, None)
                 if value is not None and (name, value) not in out:
                     out.append((name, value))
-        if event.type == "document.published" and event.kind in self._unit_kinds:
-            out.append((_UNIT, event.unit))
+            if etype == "document.published" and event.kind in self._unit_kinds:
+                out.append((_UNIT, event.unit))
         return out
 
     # -- events -----------------------------------------------------------------------
@@ -353,7 +347,7 @@ class Ledger:
         if subject_id is None:
             return
         holds = rule.condition_holds(trig, subject.facts)
-        ob = subject.find(f"{rule.id}:{subject_id}")
+        ob = subject.find(rule.id, subject_id)
         if ob is None:
             if holds:
                 self._open(subject, rule, str(subject_id), trig, start, start_date_only, fx)
@@ -361,7 +355,10 @@ class Ledger:
         if ob.rule is not rule and ob.rule.key != rule.key:
             return  # opened under another version of this rule; that version governs it
         if not holds:
-            self._cancel(ob, trig, "trigger no longer holds", fx)
+            # Only the facts, or the very event that opened it, can withdraw a trigger: another
+            # event on the subject that does not match (a news item naming the policy) cannot.
+            if trig.type in _INCIDENT_TYPES or trig.event_id == ob.opened_by:
+                self._cancel(ob, trig, "trigger no longer holds", fx)
             return
         if ob.status == CANCELLED:
             ob.status = PENDING
@@ -371,7 +368,13 @@ class Ledger:
             fx.append(self._effect(ob, REOPENED, _event_at(trig), trig.event_id))
             self._judge(subject, ob, fx)
             self._schedule(ob)
-        elif start != ob.opened_at:
+        elif start != ob.opened_at and (
+            trig.type in _INCIDENT_TYPES or trig.event_id == ob.opened_by or start < ob.opened_at
+        ):
+            # Incident facts re-time the window; of several trigger events (a policy published
+            # on two channels) the earliest starts it, whatever the order of arrival.
+            if trig.type not in _INCIDENT_TYPES:
+                ob.opened_by = trig.event_id
             ob.opened_at, ob.opened_date_only = start, start_date_only
             old_due = ob.due_at
             self._reschedule(subject, ob)
@@ -403,7 +406,8 @@ class Ledger:
             start_date_only,
             trig.event_id,
         )
-        self._reschedule(subject, ob)
+        for step, action, note in self._reschedule(subject, ob):
+            ob.log(step[0], action, step[1], note)  # clock events that arrived before the trigger
         if subject.obligations is None:
             subject.obligations = []
         subject.obligations.append(ob)
@@ -447,6 +451,14 @@ class Ledger:
         in time order. Returns, per clock event, the action taken and a note."""
         start = ob.opened_at
         due, assumed = self._window_end(ob, start)
+        if subject.clock is None or not ob.rule.clock:  # nothing can move this clock
+            ob.start, ob.due_at, ob.calendar_assumed = start, due, assumed
+            if ob.warned_until < start:
+                ob.warned_until = start
+            if ob.status in OPEN_STATUSES:
+                if ob.status != MISSED or self.clock is None or due >= self.clock:
+                    ob.status = PENDING
+            return []
         paused_since: int | None = None
         extensions = 0
         day_window = ob.rule.window.unit in ("working_days",)
@@ -529,7 +541,7 @@ class Ledger:
         """Decide fulfilment from every matching publication the subject has seen."""
         if ob.status == CANCELLED or not subject.evidence:
             return
-        best: tuple[int, int, str] | None = None  # (rank, at, event_id); rank 0 met, 1 ?, 2 late
+        best: tuple[int, int, str, bool] | None = None  # (rank, at, event_id, date_only)
         due = ob.due_at
         only_after_start = ob.rule.ref == _UNIT
         for at, eid, kind, date_only, _url in subject.evidence or ():
@@ -542,7 +554,7 @@ class Ledger:
                 rank = 0 if end <= due else (2 if at > due else 1)
             else:
                 rank = 0 if at <= due else 2
-            cand = (rank, at, eid)
+            cand = (rank, at, eid, date_only)
             if best is None or cand < best:
                 best = cand
         if best is None:
@@ -551,6 +563,7 @@ class Ledger:
         if status == ob.status and ob.fulfilled_by == best[2]:
             return
         ob.status, ob.fulfilled_at, ob.fulfilled_by = status, best[1], best[2]
+        ob.fulfilled_date_only = best[3]
         detail = "published date only; cannot tell if within the window" if best[0] == 1 else ""
         ob.log(best[1], FULFILLED[status], best[2], detail)
         fx.append(self._effect(ob, FULFILLED[status], best[1], best[2], detail))
@@ -559,8 +572,10 @@ class Ledger:
 
     def _schedule(self, ob: Obligation) -> None:
         t = ob.next_wake()
-        if t is None:
+        if t == ob.wake or t is None:
+            ob.wake = t
             return
+        ob.wake = t
         bucket = self._wheel.get(t)
         if bucket is None:
             self._wheel[t] = [ob]
@@ -576,8 +591,10 @@ class Ledger:
         while times and times[0] <= now:
             t = heapq.heappop(times)
             for ob in wheel.pop(t, ()):
-                if ob.next_wake() == t:
-                    self._fire(ob, now, fx)
+                if ob.wake == t:
+                    ob.wake = None
+                    if ob.status == PENDING:
+                        self._fire(ob, now, fx)
         if self.clock is None or now > self.clock:
             self.clock = now
         return fx
@@ -605,7 +622,10 @@ class Ledger:
         later in the year (or a ledger started later) gets this year's duty only if its
         deadline is still ahead: a deadline that passed before we watched is not judged.
         """
+        if now < self._next_year_at and not self._new_units:
+            return
         year = date.fromordinal(day_of(now)).year
+        self._next_year_at = day_start(date(year + 1, 1, 1).toordinal())
         year_changed = year != self._calendar_year
         if not year_changed and not self._new_units:
             return
@@ -635,12 +655,26 @@ class Ledger:
 
     def next_due(self) -> int | None:
         """The earliest instant at which :meth:`tick` has something to do."""
-        wake = self._times[0] if self._times else None
+        times, wheel = self._times, self._wheel
+        while times:  # drop wake-ups left behind by obligations met or re-timed since
+            t = times[0]
+            live = []
+            for ob in wheel.get(t, ()):
+                if ob.wake == t:
+                    if ob.status == PENDING:
+                        live.append(ob)
+                    else:
+                        ob.wake = None
+            if live:
+                wheel[t] = live
+                break
+            heapq.heappop(times)
+            wheel.pop(t, None)
+        wake = times[0] if times else None
         if self._calendar_year is not None and any(
             p.calendar_rules for p in self.book.packs.values()
         ):
-            new_year = day_start(date(self._calendar_year + 1, 1, 1).toordinal())
-            wake = new_year if wake is None else min(wake, new_year)
+            wake = self._next_year_at if wake is None else min(wake, self._next_year_at)
         return wake
 
     # -- calendar updates ---------------------------------------------------------------
@@ -687,17 +721,8 @@ class Ledger:
         detected_at: int | None = None,
     ) -> Effect:
         return Effect(
-            kind=kind,
-            obligation_id=ob.id,
-            rule_id=ob.rule.id,
-            subject_id=ob.subject_id,
-            unit=ob.unit,
-            at=at,
-            due_at=ob.due_at,
-            status=ob.status,
-            event_id=event_id,
-            detail=detail,
-            detected_at=detected_at,
+            kind, ob.id, ob.rule.id, ob.subject_id, ob.unit, at, ob.due_at, ob.status,
+            event_id, detail, detected_at,
         )
 
 

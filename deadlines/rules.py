@@ -16,7 +16,7 @@ Reading files is :mod:`deadlines.packs`' job.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Annotated, Any, Literal
@@ -308,6 +308,14 @@ class Rule:
     evidence_kinds: frozenset[str]
     uses_facts: bool
     clock: Mapping[str, ClockStep]
+    # Compiled for the hot path: each condition as (path, is_fact, test) ...
+    all_of: tuple[Check, ...]
+    any_of: tuple[tuple[Check, ...], ...]
+    # ... and the warning points: fractions of the window, seconds before the deadline,
+    # seconds after 00:00 of the deadline's day.
+    warn_fractions: tuple[float, ...]
+    warn_before: tuple[int, ...]
+    warn_day_offsets: tuple[int, ...]
 
     @property
     def title(self) -> str:
@@ -328,48 +336,65 @@ class Rule:
         )
 
     def condition_holds(self, event: Any, facts: Any) -> bool:
-        when = self.spec.trigger.when
-        if not all(_holds(path, pred, event, facts) for path, pred in when.all.items()):
-            return False
-        if when.any:
-            return any(
-                all(_holds(path, pred, event, facts) for path, pred in alt.items())
-                for alt in when.any
-            )
-        return True
+        for check in self.all_of:
+            if not _check(check, event, facts):
+                return False
+        if not self.any_of:
+            return True
+        for alt in self.any_of:
+            if all(_check(check, event, facts) for check in alt):
+                return True
+        return False
 
 
-_MISSING = object()
+#: A compiled condition: the attribute path, whether it reads the subject's facts, the test.
+Check = tuple[tuple[str, ...], bool, Callable[[Any], bool]]
 
 
-def _resolve(path: str, event: Any, facts: Any) -> Any:
-    obj = event
-    if path.startswith(FACT_PREFIX):
-        if facts is None:
-            return _MISSING
-        obj, path = facts, path[len(FACT_PREFIX) :]
-    for part in path.split("."):
-        obj = getattr(obj, part, _MISSING)
-        if obj is _MISSING or obj is None:
-            return _MISSING
-    return obj
+def _check(check: Check, event: Any, facts: Any) -> bool:
+    path, is_fact, test = check
+    obj = facts if is_fact else event
+    for part in path:
+        if obj is None:
+            break
+        obj = getattr(obj, part, None)
+    return test(obj)
 
 
-def _holds(path: str, pred: Predicate, event: Any, facts: Any) -> bool:
-    value = _resolve(path, event, facts)
+def _compile_predicate(pred: Predicate) -> Callable[[Any], bool]:
+    """A predicate as one function of the value (None when the field is absent)."""
     if pred.present is not None:
-        return (value is not _MISSING) == pred.present
-    if value is _MISSING:
-        return False
-    if pred.eq is not None and value != pred.eq:
-        return False
-    if pred.ne is not None and value == pred.ne:
-        return False
-    if pred.in_ is not None and value not in pred.in_:
-        return False
-    if pred.gte is not None and not (isinstance(value, int) and value >= pred.gte):
-        return False
-    return not (pred.lte is not None and not (isinstance(value, int) and value <= pred.lte))
+        wanted = pred.present
+        return lambda v: (v is not None) == wanted
+    tests: list[Callable[[Any], bool]] = []
+    if pred.eq is not None:
+        eq = pred.eq
+        tests.append(lambda v: v == eq)
+    if pred.ne is not None:
+        ne = pred.ne
+        tests.append(lambda v: v != ne)
+    if pred.in_ is not None:
+        allowed = frozenset(pred.in_)
+        tests.append(lambda v: v in allowed)
+    if pred.gte is not None:
+        lo = pred.gte
+        tests.append(lambda v: isinstance(v, int) and v >= lo)
+    if pred.lte is not None:
+        hi = pred.lte
+        tests.append(lambda v: isinstance(v, int) and v <= hi)
+    if len(tests) == 1:
+        only = tests[0]
+        return lambda v: v is not None and only(v)
+    return lambda v: v is not None and all(t(v) for t in tests)
+
+
+def _compile_conditions(conds: Conditions) -> tuple[Check, ...]:
+    out = []
+    for path, pred in conds.items():
+        is_fact = path.startswith(FACT_PREFIX)
+        parts = tuple((path[len(FACT_PREFIX) :] if is_fact else path).split("."))
+        out.append((parts, is_fact, _compile_predicate(pred)))
+    return tuple(out)
 
 
 def compile_rule(spec: RuleSpec, pack: str) -> Rule:
@@ -392,6 +417,17 @@ def compile_rule(spec: RuleSpec, pack: str) -> Rule:
         evidence_kinds=frozenset(spec.evidence.kinds),
         uses_facts=any(p.startswith(FACT_PREFIX) for p in _condition_paths(spec.trigger.when)),
         clock={step.event: step for step in spec.clock},
+        all_of=_compile_conditions(spec.trigger.when.all),
+        any_of=tuple(_compile_conditions(alt) for alt in spec.trigger.when.any),
+        warn_fractions=tuple(w.fraction for w in spec.warnings if w.fraction is not None),
+        warn_before=tuple(
+            int(w.before_hours * 3600) for w in spec.warnings if w.before_hours is not None
+        ),
+        warn_day_offsets=tuple(
+            int(w.last_day_at[:2]) * 3600 + int(w.last_day_at[3:]) * 60
+            for w in spec.warnings
+            if w.last_day_at is not None
+        ),
     )
 
 

@@ -12,12 +12,14 @@ Validation errors are field-level: :func:`parse_event` raises :class:`EventError
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal, TypeAlias, get_args
 
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -26,11 +28,44 @@ from pydantic import (
 )
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
-Text = Annotated[str, StringConstraints(max_length=2000)]
-Url = Annotated[str, StringConstraints(max_length=2000)]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+Url = Annotated[
+    str, StringConstraints(min_length=1, max_length=2000, pattern=r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
+]
 
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_INSTANT = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+_INSTANT_HINT = "an RFC 3339 timestamp with an offset, e.g. 2026-03-09T14:20:00+08:00"
+
+
+def _rfc3339(value: object) -> object:
+    """Only RFC 3339 text (or a datetime): never epoch numbers or digit strings."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _INSTANT.match(value):
+        return value
+    raise ValueError(f"expected {_INSTANT_HINT}, got {value!r}")
+
+
+def _day_or_rfc3339(value: object) -> object:
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and (_DATE.match(value) or _INSTANT.match(value)):
+        return value
+    raise ValueError(f"expected a date (2026-03-09) or {_INSTANT_HINT}, got {value!r}")
+
+
+#: An instant with an offset, given as RFC 3339 text.
+Instant: TypeAlias = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 #: An instant with an offset, or a bare calendar date (Asia/Shanghai) when only the date is known.
-DayOrInstant: TypeAlias = AwareDatetime | date
+DayOrInstant: TypeAlias = Annotated[AwareDatetime | date, BeforeValidator(_day_or_rfc3339)]
+#: The fields typed DayOrInstant, whose union members pydantic names in error locations.
+_DAY_OR_INSTANT_FIELDS = frozenset(
+    {"issued_at", "published_at", "decided_at", "completed_at", "received_at", "at"}
+)
+Count = Annotated[int, Field(ge=0, strict=True)]
 
 Severity = Literal["I", "II", "III", "IV"]
 DocumentKind = Literal["normative", "policy", "other"]
@@ -82,6 +117,10 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
+def _none_is_empty(value: object) -> object:
+    return {} if value is None else value
+
+
 class Refs(_Model):
     """What a publication is evidence for. A CMS sets these to link a page to its subject."""
 
@@ -108,22 +147,22 @@ class _Event(_Model):
 class IncidentReported(_Event):
     type: Literal["incident.reported"]
     incident_id: Id
-    occurred_at: AwareDatetime
+    occurred_at: Instant
     title: Text
     severity: Severity
-    deaths: int | None = Field(default=None, ge=0)
-    injured: int | None = Field(default=None, ge=0, description="Serious injuries.")
+    deaths: Count | None = None
+    injured: Count | None = Field(default=None, description="Serious injuries.")
     social_impact: Literal["significant"] | None = None
 
 
 class IncidentUpdated(_Event):
     type: Literal["incident.updated"]
     incident_id: Id
-    occurred_at: AwareDatetime
+    occurred_at: Instant
     title: Text
     severity: Severity
-    deaths: int | None = Field(default=None, ge=0)
-    injured: int | None = Field(default=None, ge=0, description="Serious injuries.")
+    deaths: Count | None = None
+    injured: Count | None = Field(default=None, description="Serious injuries.")
     social_impact: Literal["significant"] | None = None
 
 
@@ -143,7 +182,7 @@ class DocumentPublished(_Event):
     kind: PublicationKind
     channel: Id
     url: Url
-    refs: Refs = Field(default_factory=Refs)
+    refs: Annotated[Refs, BeforeValidator(_none_is_empty)] = Field(default_factory=Refs)
     title: Text | None = None
 
 
@@ -189,17 +228,19 @@ class ApplicationConsultationEnded(_ApplicationStep):
 
 class ApplicationExtended(_ApplicationStep):
     type: Literal["application.extended"]
-    working_days: int = Field(ge=1, le=20)
+    working_days: int = Field(ge=1, le=20, strict=True)
 
 
 class OpinionDetected(_Event):
     type: Literal["opinion.detected"]
     opinion_id: Id
-    detected_at: AwareDatetime
+    detected_at: Instant
     topic: OpinionTopic
     title: Text
     url: Url
-    refs: OpinionRefs = Field(default_factory=OpinionRefs)
+    refs: Annotated[OpinionRefs, BeforeValidator(_none_is_empty)] = Field(
+        default_factory=OpinionRefs
+    )
 
 
 Event = Annotated[
@@ -226,6 +267,11 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
     get_args(m.model_fields["type"].annotation)[0]: m for m in get_args(get_args(Event)[0])
 }
 assert tuple(EVENT_MODELS) == EVENT_TYPES, "schemas: EventType and the Event union disagree"
+
+#: The identifier fields each event type carries at its top level, in REF_FIELDS order.
+OWN_REF_FIELDS: dict[str, tuple[str, ...]] = {
+    t: tuple(f for f in REF_FIELDS if f in m.model_fields) for t, m in EVENT_MODELS.items()
+}
 
 #: The field that says when each event happened (its own time, used as the replay clock).
 TIME_FIELD: dict[str, str] = {
@@ -268,7 +314,9 @@ def _field_errors(exc: ValidationError) -> list[FieldError]:
         # union member names of DayOrInstant ("datetime", "date").
         if loc and loc[0] in EVENT_TYPES:
             loc = loc[1:]
-        loc = [p for p in loc if p not in ("datetime", "date", "function-after[...]")]
+        # A DayOrInstant failure names the union member it tried ("datetime", "date").
+        if len(loc) >= 2 and loc[-2] in _DAY_OR_INSTANT_FIELDS and loc[-1] in ("datetime", "date"):
+            loc = loc[:-1]
         path = ".".join(loc) or "(event)"
         out.append(FieldError(field=path, message=err["msg"]))
     # One message per field: a date-or-instant failure reports once per union member.

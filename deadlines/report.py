@@ -1,0 +1,87 @@
+"""The compliance report: every obligation with its timeline, and on-time rates.
+
+On-time rate = met / (met + late + missed). Pending and paused obligations are not decided
+yet; ``unverifiable`` ones (evidence with a date but no time, against an hour window) and
+cancelled ones are counted but left out of the rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from deadlines.calendar import CST_OFFSET_SECONDS
+from deadlines.ledger import LATE, MET, MISSED, STATUSES, Obligation
+
+CST = timezone(timedelta(seconds=CST_OFFSET_SECONDS), "Asia/Shanghai")
+DECIDED = (MET, LATE, MISSED)
+
+
+def rfc3339(epoch: int | None) -> str | None:
+    """Epoch seconds as RFC 3339 in China Standard Time (+08:00)."""
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, tz=CST).isoformat()
+
+
+def obligation_view(ob: Obligation) -> dict[str, Any]:
+    return {
+        "id": ob.id,
+        "rule_id": ob.rule.id,
+        "rule_version": ob.rule.key,
+        "subject_id": ob.subject_id,
+        "unit": ob.unit,
+        "opened_at": rfc3339(ob.opened_at),
+        "due_at": rfc3339(ob.due_at),
+        "status": ob.status,
+        "fulfilled_at": rfc3339(ob.fulfilled_at),
+        "fulfilled_by": ob.fulfilled_by,
+        "fulfilled_date_only": ob.fulfilled_date_only,
+        "calendar_assumed": ob.calendar_assumed,
+        "timeline": [
+            {"at": rfc3339(at), "kind": kind, "event_id": event_id, "detail": detail}
+            for at, kind, event_id, detail in ob.full_timeline()
+        ],
+    }
+
+
+def _rates(groups: dict[str, dict[str, int]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name in sorted(groups):
+        counts = groups[name]
+        decided = sum(counts[s] for s in DECIDED)
+        out[name] = {
+            **{s: counts[s] for s in STATUSES},
+            "decided": decided,
+            "on_time_rate": round(counts[MET] / decided, 4) if decided else None,
+        }
+    return out
+
+
+def on_time_rates(obligations: Iterable[Obligation]) -> dict[str, Any]:
+    by_unit: dict[str, dict[str, int]] = {}
+    by_rule: dict[str, dict[str, int]] = {}
+    total = dict.fromkeys(STATUSES, 0)
+    for ob in obligations:
+        for groups, key in ((by_unit, ob.unit), (by_rule, ob.rule.id)):
+            counts = groups.get(key)
+            if counts is None:
+                counts = groups[key] = dict.fromkeys(STATUSES, 0)
+            counts[ob.status] += 1
+        total[ob.status] += 1
+    return {
+        "overall": _rates({"all": total})["all"],
+        "by_unit": _rates(by_unit),
+        "by_rule": _rates(by_rule),
+    }
+
+
+def sort_key(ob: Obligation) -> tuple[int, str]:
+    return (ob.opened_at, ob.id)
+
+
+def build_report(obligations: Iterable[Obligation], **meta: Any) -> dict[str, Any]:
+    """The JSON report: ``meta`` first, then obligations (oldest first) and rates."""
+    obs = sorted(obligations, key=sort_key)
+    return {**meta, "obligations": [obligation_view(o) for o in obs], "on_time": on_time_rates(obs)}

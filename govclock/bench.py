@@ -1,0 +1,338 @@
+"""``govclock bench``: the core alone (no broker), on a realistic synthetic mix.
+
+Three measurements in one run, printed as JSON:
+
+* **throughput**: a year of synthetic history (documents, decisions, applications with
+  corrections/consultations/extensions, opinions and rumours, policies and interpretations,
+  incidents, organisational changes, news) replayed through the same code as
+  ``govclock replay``; events are parsed first and the parse rate is reported separately.
+* **memory**: a ledger holding ``open`` open obligations of the same mix; resident memory
+  before and after, per obligation.
+* **sweep**: the cost of one ``tick`` when the same number of obligations fall due, with
+  1,000 and with ``open`` obligations open: a tick must cost O(due), not O(open).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import random
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from deadlines.calendar import WorkCalendar
+from deadlines.ledger import Ledger
+from deadlines.replay import replay
+from deadlines.report import CST
+from deadlines.rules import RuleBook, UnitConfig
+from govclock.packs import load_packs, bundled_pack_files
+from schemas.events import EVENT_ADAPTER, Event
+
+T0 = datetime(2026, 1, 5, 8, 0, tzinfo=CST)
+HOUR = 3600
+
+
+def _book(units: int) -> RuleBook:
+    packs = load_packs(bundled_pack_files())
+    cfg = {}
+    for i in range(units):
+        uid = f"unit-{i:03d}"
+        pack = "zhengzhou" if i % 10 == 0 else ("national" if i % 10 == 1 else "default")
+        kind = "government" if i % 25 == 0 else "department"
+        cfg[uid] = UnitConfig(id=uid, pack=pack, kind=kind)
+    return RuleBook(packs=packs, default_pack="default", units=cfg)
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat()
+
+
+def _day(t: datetime) -> str:
+    return t.date().isoformat()
+
+
+class Mix:
+    """A deterministic generator of realistic event histories."""
+
+    def __init__(self, seed: int, units: int = 200) -> None:
+        self.rng = random.Random(seed)
+        self.units = [f"unit-{i:03d}" for i in range(units)]
+        self.n = 0
+
+    def _id(self, prefix: str) -> str:
+        self.n += 1
+        return f"{prefix}-{self.n}"
+
+    def _pub(
+        self, unit: str, at: datetime, kind: str, refs: dict[str, str], date_only: bool = False
+    ) -> tuple[datetime, dict[str, Any]]:
+        pid = self._id("P")
+        return at, {
+            "event_id": self._id("e"),
+            "type": "document.published",
+            "unit": unit,
+            "publication_id": pid,
+            "published_at": _day(at) if date_only else _iso(at),
+            "kind": kind,
+            "channel": "portal",
+            "url": f"https://gov.example/{pid}.html",
+            "refs": refs,
+        }
+
+    def case(self, t: datetime) -> list[tuple[datetime, dict[str, Any]]]:
+        """One real-world case starting at ``t``: its trigger and what follows."""
+        r, rng = self.rng.random(), self.rng
+        unit = rng.choice(self.units)
+        out: list[tuple[datetime, dict[str, Any]]] = []
+        base = {"unit": unit}
+        if r < 0.33:  # an official document, then (usually) its online posting
+            did = self._id("D")
+            out.append((t, {**base, "event_id": self._id("e"), "type": "document.issued",
+                            "document_id": did, "issued_at": _day(t), "kind": "normative",
+                            "disclosure": "proactive" if rng.random() < 0.8 else "on_application",
+                            "title": "关于做好有关工作的通知"}))
+            if rng.random() < 0.85:
+                out.append(self._pub(unit, t + timedelta(days=rng.uniform(0.5, 18)), "document",
+                                     {"document_id": did}, date_only=rng.random() < 0.3))
+        elif r < 0.58:  # a licensing or penalty decision, then its publicity
+            dec = self._id("X")
+            out.append((t, {**base, "event_id": self._id("e"), "type": "decision.made",
+                            "decision_id": dec, "decided_at": _day(t),
+                            "kind": rng.choice(["licensing", "penalty"])}))
+            if rng.random() < 0.9:
+                out.append(self._pub(unit, t + timedelta(days=rng.uniform(0.2, 12)),
+                                     "decision_publicity", {"decision_id": dec}))
+        elif r < 0.68:  # a disclosure application with its clock events and reply
+            aid = self._id("A")
+            out.append((t, {**base, "event_id": self._id("e"), "type": "application.received",
+                            "application_id": aid, "received_at": _day(t)}))
+            step = rng.random()
+            if step < 0.1:
+                for k, days in (("correction_requested", 2), ("corrected", 6)):
+                    out.append((t + timedelta(days=days), {**base, "event_id": self._id("e"),
+                                "type": f"application.{k}", "application_id": aid,
+                                "at": _day(t + timedelta(days=days))}))
+            elif step < 0.15:
+                for k, days in (("consultation_started", 5), ("consultation_ended", 12)):
+                    out.append((t + timedelta(days=days), {**base, "event_id": self._id("e"),
+                                "type": f"application.{k}", "application_id": aid,
+                                "at": _day(t + timedelta(days=days))}))
+            elif step < 0.2:
+                out.append((t + timedelta(days=20), {**base, "event_id": self._id("e"),
+                            "type": "application.extended", "application_id": aid,
+                            "at": _day(t + timedelta(days=20)), "working_days": 15}))
+            if rng.random() < 0.95:
+                out.append(self._pub(unit, t + timedelta(days=rng.uniform(3, 35)), "reply",
+                                     {"application_id": aid}))
+        elif r < 0.80:  # online public opinion, then a response or rebuttal
+            oid = self._id("O")
+            rumor = rng.random() < 0.1
+            out.append((t, {**base, "event_id": self._id("e"), "type": "opinion.detected",
+                            "opinion_id": oid, "detected_at": _iso(t),
+                            "topic": "rumor" if rumor else rng.choice(["policy", "livelihood"]),
+                            "title": "网民关注", "url": f"https://weibo.example/{oid}"}))
+            if rng.random() < 0.9:
+                out.append(self._pub(unit, t + timedelta(hours=rng.uniform(1, 60)),
+                                     "rebuttal" if rumor else "response", {"opinion_id": oid}))
+        elif r < 0.85:  # a policy and its interpretation
+            did = self._id("D")
+            out.append(self._pub(unit, t, "policy", {"document_id": did}))
+            if rng.random() < 0.9:
+                out.append(self._pub(unit, t + timedelta(hours=rng.uniform(0.5, 30)),
+                                     "interpretation", {"document_id": did}))
+        elif r < 0.86:  # an emergency, with releases and (maybe) a press conference
+            iid = self._id("I")
+            sev = rng.choice(["I", "II", "II", "III", "IV"])
+            out.append((t, {**base, "event_id": self._id("e"), "type": "incident.reported",
+                            "incident_id": iid, "occurred_at": _iso(t), "title": "突发事件",
+                            "severity": sev, "deaths": rng.choice([0, 2, 11]), "injured": 0}))
+            out.append(self._pub(unit, t + timedelta(hours=rng.uniform(1, 7)), "press_release",
+                                 {"incident_id": iid}))
+            if rng.random() < 0.7:
+                out.append(self._pub(unit, t + timedelta(hours=rng.uniform(6, 30)),
+                                     "press_conference", {"incident_id": iid}))
+        elif r < 0.87:  # an organisational change, then the power list
+            cid = self._id("C")
+            out.append((t, {**base, "event_id": self._id("e"), "type": "org.changed",
+                            "change_id": cid, "completed_at": _day(t)}))
+            out.append(self._pub(unit, t + timedelta(days=rng.uniform(2, 16)), "power_list",
+                                 {"change_id": cid}))
+        else:  # news with no subject
+            out.append(self._pub(unit, t, "news", {}))
+        return out
+
+    def history(self, n_events: int, span_days: float) -> list[dict[str, Any]]:
+        """About ``n_events`` events in arrival order; 3% arrive before their predecessor."""
+        items: list[tuple[datetime, int, dict[str, Any]]] = []
+        mean_gap = span_days * 86400 / (n_events / 1.8)
+        t = T0
+        seq = 0
+        while len(items) < n_events:
+            t += timedelta(seconds=self.rng.expovariate(1 / mean_gap))
+            for at, ev in self.case(t):
+                items.append((at, seq, ev))
+                seq += 1
+        items.sort(key=lambda x: (x[0], x[1]))
+        events = [ev for _, _, ev in items[:n_events]]
+        for i in range(1, len(events)):  # out-of-order arrivals
+            if self.rng.random() < 0.03:
+                events[i - 1], events[i] = events[i], events[i - 1]
+        for i in range(0, len(events), 50):  # webhook retries: a repeat every 50 events
+            events.insert(i, events[i])
+        return events
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _parse(raw: list[dict[str, Any]]) -> list[tuple[int, Event]]:
+    return [(i, EVENT_ADAPTER.validate_python(d)) for i, d in enumerate(raw, start=1)]
+
+
+def throughput(n_events: int, seed: int) -> dict[str, Any]:
+    raw = Mix(seed).history(n_events, span_days=365)
+    t0 = time.perf_counter()
+    events = _parse(raw)
+    parse_s = time.perf_counter() - t0
+    del raw
+    ledger = Ledger(_book(200), WorkCalendar.official())
+    as_of = int((T0 + timedelta(days=400)).timestamp())
+    gc.collect()
+    t0 = time.perf_counter()
+    result = replay(ledger, events, as_of)
+    core_s = time.perf_counter() - t0
+    statuses: dict[str, int] = {}
+    for ob in ledger.obligations():
+        statuses[ob.status] = statuses.get(ob.status, 0) + 1
+    return {
+        "events": len(events),
+        "events_per_second": round(len(events) / core_s),
+        "parse_events_per_second": round(len(events) / parse_s),
+        "core_seconds": round(core_s, 3),
+        "effects": len(result.effects),
+        "duplicates_ignored": ledger.duplicates,
+        "obligations": sum(statuses.values()),
+        "statuses": dict(sorted(statuses.items())),
+    }
+
+
+def _stream(make: Callable[[int], dict[str, Any]], n: int) -> Iterator[Event]:
+    for i in range(n):
+        yield EVENT_ADAPTER.validate_python(make(i))
+
+
+def _open_mix(i: int) -> dict[str, Any]:
+    """The i-th trigger of a population of open obligations (no evidence ever arrives)."""
+    unit = f"unit-{i % 200:03d}"
+    day = (T0 + timedelta(days=(i * 7) % 300)).date()
+    k = i % 4
+    if k == 0:
+        return {"event_id": f"m{i}", "type": "document.issued", "unit": unit,
+                "document_id": f"D{i}", "issued_at": day.isoformat(), "kind": "normative",
+                "disclosure": "proactive", "title": "关于做好有关工作的通知"}
+    if k == 1:
+        return {"event_id": f"m{i}", "type": "decision.made", "unit": unit,
+                "decision_id": f"X{i}", "decided_at": day.isoformat(), "kind": "licensing"}
+    if k == 2:
+        return {"event_id": f"m{i}", "type": "application.received", "unit": unit,
+                "application_id": f"A{i}", "received_at": day.isoformat()}
+    at = T0 + timedelta(seconds=i * 17)
+    return {"event_id": f"m{i}", "type": "opinion.detected", "unit": unit, "opinion_id": f"O{i}",
+            "detected_at": at.isoformat(), "topic": "livelihood", "title": "网民关注",
+            "url": f"https://weibo.example/O{i}"}
+
+
+def memory(n_open: int) -> dict[str, Any]:
+    book = _book(200)
+    gc.collect()
+    before = _rss()
+    ledger = Ledger(book, WorkCalendar.official())
+    for ev in _stream(_open_mix, n_open):
+        ledger.apply(ev)
+    gc.collect()
+    after = _rss()
+    open_count = sum(1 for _ in ledger.obligations())
+    result = {
+        "open_obligations": open_count,
+        "ledger_rss_bytes": after - before,
+        "bytes_per_open_obligation": round((after - before) / open_count),
+    }
+    del ledger
+    gc.collect()
+    return result
+
+
+def _opinion(spacing: int) -> Callable[[int], dict[str, Any]]:
+    def make(i: int) -> dict[str, Any]:
+        at = T0 + timedelta(seconds=i * spacing)
+        return {"event_id": f"s{i}", "type": "opinion.detected", "unit": "unit-002",
+                "opinion_id": f"S{i}", "detected_at": at.isoformat(), "topic": "policy",
+                "title": "网民关注", "url": "https://weibo.example/s"}
+
+    return make
+
+
+def sweep(n_open: int, due_per_tick: int = 100, ticks: int = 200) -> dict[str, Any]:
+    """Median cost of a tick that finds ``due_per_tick`` obligations due, with ``n_open``
+    open. Triggers are spaced so the density of due points is the same at any size."""
+    spacing = 3600 * 96 // n_open + 1  # spread every population over at least four days
+    ledger = Ledger(_book(200), WorkCalendar.official())
+    for ev in _stream(_opinion(spacing), n_open):
+        ledger.apply(ev)
+    # Warnings at 24 h and 47 h and the breach at 48 h: three wake points per obligation.
+    step = spacing * due_per_tick // 3
+    now = int(T0.timestamp()) + 24 * HOUR  # the first warnings start falling due here
+    ledger.tick(now)
+    costs, effects = [], 0
+    for _ in range(ticks):
+        now += step
+        t0 = time.perf_counter_ns()
+        fx = ledger.tick(now)
+        costs.append(time.perf_counter_ns() - t0)
+        effects += len(fx)
+    open_now = sum(1 for ob in ledger.obligations() if ob.status == "pending")
+    return {
+        "open_obligations": n_open,
+        "still_open_after": open_now,
+        "effects_per_tick": round(effects / ticks, 1),
+        "seconds_per_tick": statistics.median(costs) / 1e9,
+    }
+
+
+def run_bench(events: int, open_obligations: int, seed: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    tp = throughput(events, seed)
+    mem = memory(open_obligations)
+    small = sweep(1000)
+    large = sweep(open_obligations)
+    return {
+        "python": sys.version.split()[0],
+        "events_per_second": tp["events_per_second"],
+        "open_obligations": mem["open_obligations"],
+        "bytes_per_open_obligation": mem["bytes_per_open_obligation"],
+        "peak_rss_bytes": _peak_rss(),
+        "sweep_seconds_per_tick_1k": small["seconds_per_tick"],
+        "sweep_seconds_per_tick_large": large["seconds_per_tick"],
+        "sweep_ratio_large_to_1k": round(large["seconds_per_tick"] / small["seconds_per_tick"], 2),
+        "targets": {
+            "events_per_second": ">= 100000",
+            "bytes_per_open_obligation": "<= 1024 at 1,000,000 open",
+            "sweep_ratio_large_to_1k": "<= 2.0",
+        },
+        "throughput": tp,
+        "memory": mem,
+        "sweep": {"1k": small, "large": large},
+        "bench_seconds": round(time.perf_counter() - started, 1),
+        "calendar_known_until": date(max(WorkCalendar.official().known_years), 12, 31).isoformat(),
+    }

@@ -1,0 +1,194 @@
+"""The ``govclock`` command: run, replay, rules, bench, schemas."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from deadlines.calendar import WorkCalendar
+from deadlines.ledger import Ledger
+from deadlines.replay import ReplayResult, last_event_time, replay
+from deadlines.report import build_report, rfc3339
+from deadlines.rules import RuleBook, RulePackError
+from govclock.calendar_files import CalendarFileError, load_calendar_file
+from govclock.history import HistoryError, read_history
+from govclock.packs import load_rulebook
+from govclock.tables import render_report, render_rule, render_rules
+from govclock.timeparse import parse_as_of
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _calendar(files: Sequence[str]) -> WorkCalendar:
+    cal = WorkCalendar.official()
+    years = [y for f in files for y in load_calendar_file(f)]
+    return cal.with_years(years) if years else cal
+
+
+def _book(args: argparse.Namespace) -> RuleBook:
+    return load_rulebook(packs_dir=args.packs, units_file=args.units)
+
+
+def run_replay(
+    history: Path,
+    as_of: str | None,
+    book: RuleBook,
+    calendar: WorkCalendar,
+    strict: bool = False,
+) -> ReplayResult:
+    events, rejected = read_history(history, strict=strict)
+    if as_of is None:
+        latest = last_event_time(events)
+        if latest is None:
+            raise HistoryError(f"{history}: no events, so --as-of must be given")
+        when = latest
+    else:
+        when = parse_as_of(as_of)
+    return replay(Ledger(book, calendar), events, when, rejected)
+
+
+def replay_report(result: ReplayResult, history: Path) -> dict[str, Any]:
+    ledger = result.ledger
+    return build_report(
+        ledger.obligations(),
+        as_of=rfc3339(result.as_of),
+        source=str(history),
+        events={
+            "applied": result.applied - ledger.duplicates,
+            "duplicates": ledger.duplicates,
+            "without_subject": ledger.unrouted,
+            "after_as_of": result.future,
+            "rejected": len(result.rejected),
+        },
+        rejected=[{"line": r.line, "reason": r.reason} for r in result.rejected],
+        calendar={
+            "fingerprint": ledger.calendar.fingerprint,
+            "known_years": [min(ledger.calendar.known_years), max(ledger.calendar.known_years)],
+        },
+    )
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    history = Path(args.file)
+    result = run_replay(history, args.as_of, _book(args), _calendar(args.calendar), args.strict)
+    report = replay_report(result, history)
+    if args.format == "json":
+        json.dump(report, sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render_report(report))
+    for r in result.rejected:
+        print(f"{history}:{r.line}: rejected: {r.reason}", file=sys.stderr)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Until the live monitor lands: replay the bundled sample history and print the report."""
+    history = EXAMPLES / "sample-history.jsonl"
+    book = load_rulebook(units_file=EXAMPLES / "units.yaml")
+    result = run_replay(history, args.as_of, book, _calendar([]))
+    sys.stdout.write(render_report(replay_report(result, history)))
+    return 0
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    book = _book(args)
+    if args.action == "list":
+        sys.stdout.write(render_rules(book, args.pack))
+        return 0
+    versions = book.find(args.rule_id, args.pack)
+    if not versions:
+        print(f"no rule {args.rule_id!r}" + (f" in pack {args.pack!r}" if args.pack else ""),
+              file=sys.stderr)
+        return 2
+    sys.stdout.write(render_rule(versions))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from govclock.bench import run_bench
+
+    result = run_bench(events=args.events, open_obligations=args.open, seed=args.seed)
+    json.dump(result, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    from schemas.export import DEFAULT_DIR, check_json_schemas, write_json_schemas
+
+    if args.write:
+        for path in write_json_schemas(DEFAULT_DIR):
+            print(path)
+        return 0
+    stale = check_json_schemas(DEFAULT_DIR)
+    for name in stale:
+        print(f"stale: {name} (run `make schemas`)", file=sys.stderr)
+    return 1 if stale else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="govclock",
+        description="Monitor of government-affairs disclosure and public-opinion deadlines.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_rules(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--packs", help="directory of extra/overriding rule packs (*.yaml)")
+        p.add_argument("--units", help="units file: which pack and kind each unit uses")
+
+    p = sub.add_parser("run", help="run the monitor (for now: the bundled sample history)")
+    p.add_argument("--as-of", help="report time (default: the last event)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("replay", help="run a history (JSON Lines) through the core")
+    p.add_argument("file")
+    p.add_argument("--as-of", help="RFC 3339 time, date, or 'now' (default: the last event)")
+    p.add_argument("--format", choices=("json", "table"), default="table")
+    p.add_argument("--strict", action="store_true", help="a bad line is fatal")
+    p.add_argument(
+        "--calendar", action="append", default=[], help="holiday table file (repeatable)"
+    )
+    with_rules(p)
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("rules", help="list rules or show one with its sources")
+    rules_sub = p.add_subparsers(dest="action", required=True)
+    pl = rules_sub.add_parser("list")
+    pl.add_argument("--pack", help="only this pack")
+    with_rules(pl)
+    ps = rules_sub.add_parser("show")
+    ps.add_argument("rule_id")
+    ps.add_argument("--pack", help="only this pack")
+    with_rules(ps)
+    p.set_defaults(func=cmd_rules)
+
+    p = sub.add_parser("bench", help="benchmark the core (no broker); prints JSON")
+    p.add_argument("--events", type=int, default=300_000)
+    p.add_argument("--open", type=int, default=1_000_000, help="open obligations to hold")
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("schemas", help="check (default) or --write the JSON Schema files")
+    p.add_argument("--write", action="store_true")
+    p.set_defaults(func=cmd_schemas)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except (RulePackError, CalendarFileError, HistoryError, ValueError, OSError) as exc:
+        print(f"govclock: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
