@@ -174,11 +174,15 @@ class Obligation:
         """The warning points of the current window, in order, strictly inside it."""
         rule, start, due = self.rule, self.start, self.due_at
         out = [start + int((due - start) * f) for f in rule.warn_fractions]
-        out += [due - b for b in rule.warn_before]
+        for b in rule.warn_before:
+            out.append(due - b)
         if rule.warn_day_offsets:
             day0 = day_start(day_of(due))
-            out += [day0 + o for o in rule.warn_day_offsets]
-        return sorted(t for t in out if start < t < due)
+            for o in rule.warn_day_offsets:
+                out.append(day0 + o)
+        if len(out) > 1:
+            out.sort()
+        return [t for t in out if start < t < due]
 
     def next_wake(self) -> int | None:
         """When the sweeper must look at this obligation next (None: nothing to wait for)."""
@@ -198,7 +202,7 @@ class Subject:
 
     def __init__(self, key: str) -> None:
         self.key = key
-        self.seen: set[str] = set()
+        self.seen: tuple[str, ...] = ()  # event ids applied here (few per subject)
         self.facts: Any = None  # the latest incident report/update for incident subjects
         self.triggers: list[Any] | None = None  # triggers whose rules read the facts
         self.evidence: list[Evidence] | None = None
@@ -275,7 +279,7 @@ class Ledger:
             if event.event_id in subject.seen:
                 continue
             fresh = True
-            subject.seen.add(event.event_id)
+            subject.seen += (event.event_id,)
             self._apply_to(subject, ref, value, event, effects)
         if not fresh:
             self.duplicates += 1

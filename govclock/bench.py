@@ -15,10 +15,12 @@ Three measurements in one run, printed as JSON:
 from __future__ import annotations
 
 import gc
+import json
 import os
 import random
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +32,8 @@ from deadlines.ledger import Ledger
 from deadlines.replay import replay
 from deadlines.report import CST
 from deadlines.rules import RuleBook, UnitConfig
-from govclock.packs import load_packs, bundled_pack_files
+from govclock.packs import bundled_pack_files, load_packs
+from govclock.runtime import tune_gc
 from schemas.events import EVENT_ADAPTER, Event
 
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=CST)
@@ -208,7 +211,7 @@ def throughput(n_events: int, seed: int) -> dict[str, Any]:
     del raw
     ledger = Ledger(_book(200), WorkCalendar.official())
     as_of = int((T0 + timedelta(days=400)).timestamp())
-    gc.collect()
+    gc_settings = tune_gc()
     t0 = time.perf_counter()
     result = replay(ledger, events, as_of)
     core_s = time.perf_counter() - t0
@@ -224,6 +227,7 @@ def throughput(n_events: int, seed: int) -> dict[str, Any]:
         "duplicates_ignored": ledger.duplicates,
         "obligations": sum(statuses.values()),
         "statuses": dict(sorted(statuses.items())),
+        **gc_settings,
     }
 
 
@@ -283,17 +287,18 @@ def _opinion(spacing: int) -> Callable[[int], dict[str, Any]]:
     return make
 
 
-def sweep(n_open: int, due_per_tick: int = 100, ticks: int = 200) -> dict[str, Any]:
+def sweep(n_open: int, due_per_tick: int = 100, ticks: int = 25) -> dict[str, Any]:
     """Median cost of a tick that finds ``due_per_tick`` obligations due, with ``n_open``
     open. Triggers are spaced so the density of due points is the same at any size."""
-    spacing = 3600 * 96 // n_open + 1  # spread every population over at least four days
+    spacing = max(1, 20 * 86400 // n_open)  # spread every population over at least 20 days
     ledger = Ledger(_book(200), WorkCalendar.official())
     for ev in _stream(_opinion(spacing), n_open):
         ledger.apply(ev)
     # Warnings at 24 h and 47 h and the breach at 48 h: three wake points per obligation.
     step = spacing * due_per_tick // 3
-    now = int(T0.timestamp()) + 24 * HOUR  # the first warnings start falling due here
+    now = int(T0.timestamp()) + 48 * HOUR  # steady state: warnings and breaches both flow
     ledger.tick(now)
+    ticks = min(ticks, (n_open * spacing - 48 * HOUR) // step)
     costs, effects = [], 0
     for _ in range(ticks):
         now += step
@@ -310,23 +315,42 @@ def sweep(n_open: int, due_per_tick: int = 100, ticks: int = 200) -> dict[str, A
     }
 
 
+PHASES: dict[str, Callable[..., dict[str, Any]]] = {
+    "throughput": lambda n, seed: throughput(n, seed),
+    "memory": lambda n, seed: memory(n),
+    "sweep": lambda n, seed: sweep(n),
+}
+
+
+def _phase(name: str, n: int, seed: int) -> dict[str, Any]:
+    """Run one phase in a fresh interpreter, so its memory figures are its own."""
+    out = subprocess.run(
+        [sys.executable, "-m", "govclock.bench", name, str(n), str(seed)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
 def run_bench(events: int, open_obligations: int, seed: int) -> dict[str, Any]:
     started = time.perf_counter()
-    tp = throughput(events, seed)
-    mem = memory(open_obligations)
-    small = sweep(1000)
-    large = sweep(open_obligations)
+    tp = _phase("throughput", events, seed)
+    mem = _phase("memory", open_obligations, seed)
+    small = _phase("sweep", 1000, seed)
+    large = _phase("sweep", open_obligations, seed)
     return {
         "python": sys.version.split()[0],
         "events_per_second": tp["events_per_second"],
         "open_obligations": mem["open_obligations"],
         "bytes_per_open_obligation": mem["bytes_per_open_obligation"],
-        "peak_rss_bytes": _peak_rss(),
+        "peak_rss_bytes": max(p["peak_rss_bytes"] for p in (tp, mem, small, large)),
         "sweep_seconds_per_tick_1k": small["seconds_per_tick"],
         "sweep_seconds_per_tick_large": large["seconds_per_tick"],
         "sweep_ratio_large_to_1k": round(large["seconds_per_tick"] / small["seconds_per_tick"], 2),
         "targets": {
-            "events_per_second": ">= 100000",
+            "events_per_second": ">= 100000 (one core)",
             "bytes_per_open_obligation": "<= 1024 at 1,000,000 open",
             "sweep_ratio_large_to_1k": "<= 2.0",
         },
@@ -334,5 +358,11 @@ def run_bench(events: int, open_obligations: int, seed: int) -> dict[str, Any]:
         "memory": mem,
         "sweep": {"1k": small, "large": large},
         "bench_seconds": round(time.perf_counter() - started, 1),
-        "calendar_known_until": date(max(WorkCalendar.official().known_years), 12, 31).isoformat(),
     }
+
+
+if __name__ == "__main__":
+    _name, _n, _seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    _result = PHASES[_name](_n, _seed)
+    _result["peak_rss_bytes"] = _peak_rss()
+    print(json.dumps(_result))

@@ -148,6 +148,9 @@ def ids(led: Ledger) -> set[str]:
     return {ob.id for ob in led.obligations()}
 
 
+FR = "first_release_5h:I1"
+
+
 # --- 1. every default-pack rule: opening, deadline, evidence -----------------------------------
 
 INC_AT = "2026-03-01T10:00:00+08:00"  # a Sunday; hour windows do not care
@@ -533,6 +536,34 @@ def test_annual_report_for_a_unit_seen_in_events() -> None:
     assert "annual_report:jiaoyu-ju/2026" in {f.obligation_id for f in fx if f.kind == "opened"}
 
 
+def test_annual_report_for_units_first_seen_after_new_year(
+    units_book: Callable[..., RuleBook],
+) -> None:
+    """A ledger started on 5 January still owes this year's reports; a unit first seen after
+    its deadline is not judged on it, one whose deadline is ahead is."""
+    led = ledger(units_book([{"id": "u-dept", "pack": "default"}]))
+    fx = led.tick(ts("2027-01-05T08:00:00+08:00"))
+    assert [(f.kind, f.obligation_id) for f in fx] == [("opened", "annual_report:u-dept/2026")]
+    feed(led, [issued("a", "D1", "2027-02-09", unit="late-dept")])
+    feed(led, [org_changed("b", "C1", "2027-02-09")])  # unit u1
+    fx = led.tick(ts("2027-02-10T08:00:00+08:00"))
+    assert [f.obligation_id for f in fx if f.rule_id == "annual_report"] == [
+        "annual_report:u-dept/2026"  # its breach; nothing opened for late-dept or u1
+    ]
+    assert fx[0].kind == "breached"
+    assert not any(
+        ob.unit in ("late-dept", U) for ob in led.obligations() if ob.rule.id == "annual_report"
+    )
+
+
+def test_annual_report_deadline_ahead_for_a_government_seen_late(
+    units_book: Callable[..., RuleBook],
+) -> None:
+    led = ledger(units_book([{"id": "u-gov", "pack": "default", "kind": "government"}]))
+    led.tick(ts("2027-02-10T08:00:00+08:00"))
+    assert must(led, "annual_report:u-gov/2026").due_at == end_of("2027-03-31")
+
+
 def test_annual_report_met_by_this_years_report_only(units_book: Callable[..., RuleBook]) -> None:
     led = ledger(units_book(UNITS))
     old = pub("old", "2026-12-20T10:00:00+08:00", "annual_report", unit="u-dept")
@@ -552,6 +583,34 @@ def test_annual_report_breached_after_its_day(units_book: Callable[..., RuleBook
     fx = led.tick(ts("2027-02-01T00:00:00+08:00"))
     assert kinds(fx, "annual_report:u-dept/2026") == ["breached"]
     assert kinds(fx, "annual_report:u-gov/2026") == []
+
+
+def test_trigger_in_another_offset_counts_the_shanghai_date() -> None:
+    led = ledger()
+    # 2026-03-06T20:00Z is Saturday 03-07 04:00 in Shanghai: 10 WD -> Fri 03-20 (not Thu 03-19).
+    feed(led, [issued("iss", "D1", "2026-03-06T20:00:00Z")])
+    assert must(led, "online_posting_10wd:D1").due_at == end_of("2026-03-20")
+    feed(led, [pub("pol", "2026-03-02T17:00:00Z", "policy", document_id="D2")])
+    assert must(led, "interpretation_same_day:D2").due_at == end_of("2026-03-03")
+
+
+def test_trigger_arriving_after_its_deadline_is_opened_then_breached() -> None:
+    led = ledger()
+    led.tick(ts("2026-03-02T00:00:00+08:00"))
+    fx = feed(led, [incident("inc", "I1", INC_AT, "II")])
+    assert [(f.kind, f.due_at) for f in fx] == [("opened", ts("2026-03-01T15:00:00+08:00"))]
+    fx = led.tick(ts("2026-03-02T00:01:00+08:00"))
+    assert [(f.kind, f.obligation_id) for f in fx] == [("breached", FR)]
+
+
+def test_news_naming_a_policy_does_not_withdraw_its_interpretation_duty() -> None:
+    led = ledger()
+    feed(led, [pub("pol", "2026-03-02T09:00:00+08:00", "policy", document_id="D1")])
+    fx = feed(led, [pub("news", "2026-03-02T10:00:00+08:00", "news", document_id="D1")])
+    assert fx == []
+    assert must(led, "interpretation_same_day:D1").status == "pending"
+    fx = led.tick(end_of("2026-03-02") + 1)
+    assert kinds(fx, "interpretation_same_day:D1") == ["breached"]
 
 
 # --- 2. application clock ----------------------------------------------------------------------
@@ -673,8 +732,6 @@ def test_clock_event_before_its_application_is_in_the_timeline() -> None:
 
 
 # --- 3. out of order and idempotency -----------------------------------------------------------
-
-FR = "first_release_5h:I1"
 
 
 def test_publication_before_trigger_is_met_when_trigger_arrives() -> None:
