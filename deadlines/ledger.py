@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 from deadlines.calendar import WorkCalendar, day_end, day_of, day_start
 from deadlines.rules import Rule, RuleBook
-from schemas.events import OWN_REF_FIELDS, REF_FIELDS, TIME_FIELD, Event
+from schemas.events import OWN_REF_FIELDS, TIME_FIELD, Event
 
 # Obligation statuses.
 PENDING = "pending"
@@ -168,7 +168,7 @@ class Obligation:
     def full_timeline(self) -> list[TimelineEntry]:
         """The audit trail, oldest first, including the opening."""
         opened: TimelineEntry = (self.opened_at, OPENED, self.opened_by, "")
-        return sorted([opened, *(self.timeline or ())], key=lambda e: (e[0], e[1]))
+        return sorted([opened, *(self.timeline or ())], key=lambda e: e[0])  # stable
 
     def warning_times(self) -> list[int]:
         """The warning points of the current window, in order, strictly inside it."""
@@ -246,22 +246,24 @@ class Ledger:
 
     def route(self, event: Event) -> list[tuple[str, str]]:
         """The subjects an event names, as (ref, value) pairs, in a fixed order."""
+        ev: Any = event  # one of the union; fields are looked up by type below
         etype = event.type
-        out = [(name, getattr(event, name)) for name in OWN_REF_FIELDS[etype]]
+        out = [(name, getattr(ev, name)) for name in OWN_REF_FIELDS[etype]]
         if etype == "document.published" or etype == "opinion.detected":
-            refs = event.refs
-            for name in REF_FIELDS:
-                value = getattr(refs, name, None)
+            for name, value in ev.refs.__dict__.items():  # the refs model's fields
                 if value is not None and (name, value) not in out:
                     out.append((name, value))
-            if etype == "document.published" and event.kind in self._unit_kinds:
-                out.append((_UNIT, event.unit))
+            if etype == "document.published" and ev.kind in self._unit_kinds:
+                out.append((_UNIT, ev.unit))
         return out
 
     # -- events -----------------------------------------------------------------------
 
-    def apply(self, event: Event) -> list[Effect]:
-        """Apply one event to every subject it names; a repeated event_id does nothing."""
+    def apply(self, event: Event, own_time: tuple[int, bool] | None = None) -> list[Effect]:
+        """Apply one event to every subject it names; a repeated event_id does nothing.
+
+        ``own_time`` is the event's own time as :func:`instant` gives it, if the caller has
+        it already (replay does)."""
         effects: list[Effect] = []
         if event.unit not in self.units:
             self.units[event.unit] = None
@@ -271,6 +273,7 @@ class Ledger:
             self.unrouted += 1
             return effects
         fresh = False
+        own = own_time or instant(getattr(event, TIME_FIELD[event.type]))
         for ref, value in routes:
             key = f"{ref}={value}"
             subject = self.subjects.get(key)
@@ -280,13 +283,19 @@ class Ledger:
                 continue
             fresh = True
             subject.seen += (event.event_id,)
-            self._apply_to(subject, ref, value, event, effects)
+            self._apply_to(subject, ref, value, event, own, effects)
         if not fresh:
             self.duplicates += 1
         return effects
 
     def _apply_to(
-        self, subject: Subject, ref: str, value: str, event: Event, fx: list[Effect]
+        self,
+        subject: Subject,
+        ref: str,
+        value: str,
+        event: Any,
+        own: tuple[int, bool],
+        fx: list[Effect],
     ) -> None:
         etype = event.type
         if etype in _INCIDENT_TYPES:
@@ -297,7 +306,7 @@ class Ledger:
             self._evaluate_facts(subject, ref, value, fx)
             return
         if etype == "document.published":
-            at, date_only = instant(event.published_at)
+            at, date_only = own
             item: Evidence = (at, event.event_id, event.kind, date_only, event.url)
             if subject.evidence is None:
                 subject.evidence = []
@@ -308,7 +317,7 @@ class Ledger:
         pack = self.book.pack_for(event.unit)
         clock_rules = pack.by_clock_event.get(etype)
         if clock_rules is not None:
-            at, date_only = instant(event.at)  # type: ignore[union-attr]
+            at, date_only = own
             step: ClockEvent = (
                 at,
                 event.event_id,
@@ -330,7 +339,7 @@ class Ledger:
                     subject.triggers = []
                 if event not in subject.triggers:
                     subject.triggers.append(event)
-            self._evaluate(subject, rule, event, fx)
+            self._evaluate(subject, rule, event, fx, own)
 
     def _evaluate_facts(self, subject: Subject, ref: str, value: str, fx: list[Effect]) -> None:
         facts = subject.facts
@@ -342,9 +351,23 @@ class Ledger:
                 if rule.uses_facts and rule.ref == ref and _path(trig, rule.link_path) == value:
                     self._evaluate(subject, rule, trig, fx)
 
-    def _evaluate(self, subject: Subject, rule: Rule, trig: Any, fx: list[Effect]) -> None:
-        """Open, keep, re-time, cancel or reopen the obligation ``rule`` x ``trig``."""
-        start, start_date_only = instant(getattr(trig, rule.start_field or TIME_FIELD[trig.type]))
+    def _evaluate(
+        self,
+        subject: Subject,
+        rule: Rule,
+        trig: Any,
+        fx: list[Effect],
+        own: tuple[int, bool] | None = None,
+    ) -> None:
+        """Open, keep, re-time, cancel or reopen the obligation ``rule`` x ``trig``.
+
+        ``own`` is the trigger's own time if already known."""
+        if own is not None and rule.start_field is None:
+            start, start_date_only = own
+        else:
+            start, start_date_only = instant(
+                getattr(trig, rule.start_field or TIME_FIELD[trig.type])
+            )
         if not rule.applies_on(day_of(start)):
             return
         subject_id = _path(trig, rule.id_path)
@@ -356,8 +379,12 @@ class Ledger:
             if holds:
                 self._open(subject, rule, str(subject_id), trig, start, start_date_only, fx)
             return
+        earlier = (start, trig.event_id) < (ob.opened_at, ob.opened_by)
         if ob.rule is not rule and ob.rule.key != rule.key:
-            return  # opened under another version of this rule; that version governs it
+            # Another pack's or period's version of this rule: the earliest trigger governs.
+            if trig.type in _INCIDENT_TYPES or not earlier or not holds:
+                return
+            ob.rule, ob.unit, ob.unit_kind = rule, trig.unit, self.book.unit_kind(trig.unit)
         if not holds:
             # Only the facts, or the very event that opened it, can withdraw a trigger: another
             # event on the subject that does not match (a news item naming the policy) cannot.
@@ -368,12 +395,13 @@ class Ledger:
             ob.status = PENDING
             ob.opened_at, ob.opened_date_only = start, start_date_only
             self._reschedule(subject, ob)
-            ob.log(_event_at(trig), REOPENED, trig.event_id, "trigger holds again")
-            fx.append(self._effect(ob, REOPENED, _event_at(trig), trig.event_id))
+            at = self._arrival(trig)
+            ob.log(at, REOPENED, trig.event_id, "trigger holds again")
+            fx.append(self._effect(ob, REOPENED, at, trig.event_id))
             self._judge(subject, ob, fx)
             self._schedule(ob)
-        elif start != ob.opened_at and (
-            trig.type in _INCIDENT_TYPES or trig.event_id == ob.opened_by or start < ob.opened_at
+        elif (start, trig.event_id) != (ob.opened_at, ob.opened_by) and (
+            trig.type in _INCIDENT_TYPES or trig.event_id == ob.opened_by or earlier
         ):
             # Incident facts re-time the window; of several trigger events (a policy published
             # on two channels) the earliest starts it, whatever the order of arrival.
@@ -421,11 +449,19 @@ class Ledger:
         return ob
 
     def _cancel(self, ob: Obligation, trig: Any, why: str, fx: list[Effect]) -> None:
-        if ob.status in OPEN_STATUSES:
+        """The trigger no longer holds (e.g. an incident downgraded): the duty does not apply,
+        whatever happened before; the timeline keeps any earlier fulfilment."""
+        if ob.status != CANCELLED:
             ob.status = CANCELLED
-            at = _event_at(trig)
+            at = self._arrival(trig)
             ob.log(at, CANCELLED_FX, trig.event_id, why)
             fx.append(self._effect(ob, CANCELLED_FX, at, trig.event_id, why))
+
+    def _arrival(self, trig: Any) -> int:
+        """When a re-evaluation happened: the ledger's clock, or the trigger's own time if
+        later (an incident update carries only the incident's time)."""
+        at = _event_at(trig)
+        return at if self.clock is None or at > self.clock else self.clock
 
     # -- windows ----------------------------------------------------------------------
 
@@ -456,12 +492,7 @@ class Ledger:
         start = ob.opened_at
         due, assumed = self._window_end(ob, start)
         if subject.clock is None or not ob.rule.clock:  # nothing can move this clock
-            ob.start, ob.due_at, ob.calendar_assumed = start, due, assumed
-            if ob.warned_until < start:
-                ob.warned_until = start
-            if ob.status in OPEN_STATUSES:
-                if ob.status != MISSED or self.clock is None or due >= self.clock:
-                    ob.status = PENDING
+            self._settle(ob, start, due, assumed, paused=False)
             return []
         paused_since: int | None = None
         extensions = 0
@@ -506,25 +537,25 @@ class Ledger:
                     log.append((step, REJECTED, f"only {spec.max_times} extension(s) allowed"))
                     continue
                 if spec.max_working_days is not None and working_days > spec.max_working_days:
-                    log.append(
-                        (step, REJECTED, f"at most {spec.max_working_days} working days")
-                    )
+                    log.append((step, REJECTED, f"at most {spec.max_working_days} working days"))
                     continue
                 extensions += 1
                 due, a = self._add_working_days(due, working_days)
                 assumed = assumed or a
                 log.append((step, EXTENDED, f"+{working_days} working days"))
+        self._settle(ob, start, due, assumed, paused=paused_since is not None)
+        return log
+
+    def _settle(self, ob: Obligation, start: int, due: int, assumed: bool, paused: bool) -> None:
+        """Store a recomputed window and the open status that follows from it."""
         ob.start, ob.due_at, ob.calendar_assumed = start, due, assumed
         if ob.warned_until < start:
             ob.warned_until = start
         if ob.status in OPEN_STATUSES:
-            if paused_since is not None:
+            if paused:
                 ob.status = PAUSED
-            elif ob.status == MISSED and self.clock is not None and due < self.clock:
-                pass  # still missed; the breach was already reported
-            else:
-                ob.status = PENDING
-        return log
+            elif ob.status != MISSED or self.clock is None or due >= self.clock:
+                ob.status = PENDING  # a missed one stays missed: its breach was reported
 
     def _clock_changed(
         self, subject: Subject, ob: Obligation, step: ClockEvent, fx: list[Effect]
@@ -643,19 +674,33 @@ class Ledger:
             key = f"{_UNIT}={unit}"
             for rule in self.book.pack_for(unit).calendar_rules:
                 done_key = (unit, rule.id)
-                if not rule.applies_on(day_of(jan1)) or self._calendar_done.get(done_key, 0) >= year:
+                already = self._calendar_done.get(done_key, 0) >= year
+                if already or not rule.applies_on(day_of(jan1)):
                     continue
                 self._calendar_done[done_key] = year
                 subject = self.subjects.get(key) or self.subjects.setdefault(key, Subject(key))
                 ob = Obligation(
-                    rule, f"{unit}/{year - 1}", unit, self.book.unit_kind(unit), key, jan1, True,
+                    rule,
+                    f"{unit}/{year - 1}",
+                    unit,
+                    self.book.unit_kind(unit),
+                    key,
+                    jan1,
+                    True,
                     trig.event_id,
                 )
                 due, _ = self._window_end(ob, jan1)
                 if due < now and not (watched_new_year and unit not in newcomers):
                     continue
-                self._open(subject, rule, ob.subject_id, _CalendarTrigger(unit, trig.event_id),
-                           jan1, True, fx)
+                self._open(
+                    subject,
+                    rule,
+                    ob.subject_id,
+                    _CalendarTrigger(unit, trig.event_id),
+                    jan1,
+                    True,
+                    fx,
+                )
 
     def next_due(self) -> int | None:
         """The earliest instant at which :meth:`tick` has something to do."""
@@ -725,8 +770,17 @@ class Ledger:
         detected_at: int | None = None,
     ) -> Effect:
         return Effect(
-            kind, ob.id, ob.rule.id, ob.subject_id, ob.unit, at, ob.due_at, ob.status,
-            event_id, detail, detected_at,
+            kind,
+            ob.id,
+            ob.rule.id,
+            ob.subject_id,
+            ob.unit,
+            at,
+            ob.due_at,
+            ob.status,
+            event_id,
+            detail,
+            detected_at,
         )
 
 

@@ -44,13 +44,14 @@ def replay(
     result = ReplayResult(ledger=ledger, as_of=as_of, rejected=list(rejected))
     effects = result.effects
     for _line, event in events:
-        at, _ = instant(event_time(event))
+        own = instant(event_time(event))
+        at = own[0]
         if at > as_of:
             result.future += 1
             continue
         if ledger.clock is None or at > ledger.clock:
             effects.extend(ledger.tick(at))
-        effects.extend(ledger.apply(event))
+        effects.extend(ledger.apply(event, own))
         result.applied += 1
     effects.extend(ledger.tick(as_of))
     return result

@@ -15,6 +15,7 @@ Reading files is :mod:`deadlines.packs`' job.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -253,7 +254,7 @@ class PackSpec(_Spec):
             by_id.setdefault(r.id, []).append(r)
         for rid, versions in by_id.items():
             versions.sort(key=lambda r: r.effective.from_)
-            for a, b in zip(versions, versions[1:], strict=False):
+            for a, b in itertools.pairwise(versions):
                 if a.effective.until is None or a.effective.until >= b.effective.from_:
                     raise ValueError(
                         f"rule {rid!r}: versions from {a.effective.from_} and "
@@ -341,10 +342,7 @@ class Rule:
                 return False
         if not self.any_of:
             return True
-        for alt in self.any_of:
-            if all(_check(check, event, facts) for check in alt):
-                return True
-        return False
+        return any(all(_check(check, event, facts) for check in alt) for alt in self.any_of)
 
 
 #: A compiled condition: the attribute path, whether it reads the subject's facts, the test.
@@ -476,9 +474,7 @@ def build_pack(spec: PackSpec, source: str, parent: Pack | None) -> Pack:
                 f"{source}: remove: {', '.join(missing)} not in parent pack {parent.id!r}"
             )
         dropped = own_ids | set(spec.remove)
-        inherited = [
-            compile_rule(r.spec, spec.pack) for r in parent.rules if r.id not in dropped
-        ]
+        inherited = [compile_rule(r.spec, spec.pack) for r in parent.rules if r.id not in dropped]
     elif spec.remove:
         raise RulePackError(f"{source}: remove needs extends")
     rules = sorted(
@@ -570,5 +566,9 @@ class RuleBook:
     def all_ref_kinds(self) -> frozenset[str]:
         """Publication kinds that some rule matches by unit rather than by refs."""
         return frozenset(
-            k for p in self.packs.values() for r in p.rules if r.ref == "unit" for k in r.evidence_kinds
+            kind
+            for p in self.packs.values()
+            for r in p.rules
+            if r.ref == "unit"
+            for kind in r.evidence_kinds
         )

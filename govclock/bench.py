@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from deadlines.calendar import WorkCalendar
@@ -95,76 +95,215 @@ class Mix:
         base = {"unit": unit}
         if r < 0.33:  # an official document, then (usually) its online posting
             did = self._id("D")
-            out.append((t, {**base, "event_id": self._id("e"), "type": "document.issued",
-                            "document_id": did, "issued_at": _day(t), "kind": "normative",
-                            "disclosure": "proactive" if rng.random() < 0.8 else "on_application",
-                            "title": "关于做好有关工作的通知"}))
+            out.append(
+                (
+                    t,
+                    {
+                        **base,
+                        "event_id": self._id("e"),
+                        "type": "document.issued",
+                        "document_id": did,
+                        "issued_at": _day(t),
+                        "kind": "normative",
+                        "disclosure": "proactive" if rng.random() < 0.8 else "on_application",
+                        "title": "关于做好有关工作的通知",
+                    },
+                )
+            )
             if rng.random() < 0.85:
-                out.append(self._pub(unit, t + timedelta(days=rng.uniform(0.5, 18)), "document",
-                                     {"document_id": did}, date_only=rng.random() < 0.3))
+                out.append(
+                    self._pub(
+                        unit,
+                        t + timedelta(days=rng.uniform(0.5, 18)),
+                        "document",
+                        {"document_id": did},
+                        date_only=rng.random() < 0.3,
+                    )
+                )
         elif r < 0.58:  # a licensing or penalty decision, then its publicity
             dec = self._id("X")
-            out.append((t, {**base, "event_id": self._id("e"), "type": "decision.made",
-                            "decision_id": dec, "decided_at": _day(t),
-                            "kind": rng.choice(["licensing", "penalty"])}))
+            out.append(
+                (
+                    t,
+                    {
+                        **base,
+                        "event_id": self._id("e"),
+                        "type": "decision.made",
+                        "decision_id": dec,
+                        "decided_at": _day(t),
+                        "kind": rng.choice(["licensing", "penalty"]),
+                    },
+                )
+            )
             if rng.random() < 0.9:
-                out.append(self._pub(unit, t + timedelta(days=rng.uniform(0.2, 12)),
-                                     "decision_publicity", {"decision_id": dec}))
+                out.append(
+                    self._pub(
+                        unit,
+                        t + timedelta(days=rng.uniform(0.2, 12)),
+                        "decision_publicity",
+                        {"decision_id": dec},
+                    )
+                )
         elif r < 0.68:  # a disclosure application with its clock events and reply
             aid = self._id("A")
-            out.append((t, {**base, "event_id": self._id("e"), "type": "application.received",
-                            "application_id": aid, "received_at": _day(t)}))
+            out.append(
+                (
+                    t,
+                    {
+                        **base,
+                        "event_id": self._id("e"),
+                        "type": "application.received",
+                        "application_id": aid,
+                        "received_at": _day(t),
+                    },
+                )
+            )
             step = rng.random()
             if step < 0.1:
                 for k, days in (("correction_requested", 2), ("corrected", 6)):
-                    out.append((t + timedelta(days=days), {**base, "event_id": self._id("e"),
-                                "type": f"application.{k}", "application_id": aid,
-                                "at": _day(t + timedelta(days=days))}))
+                    out.append(
+                        (
+                            t + timedelta(days=days),
+                            {
+                                **base,
+                                "event_id": self._id("e"),
+                                "type": f"application.{k}",
+                                "application_id": aid,
+                                "at": _day(t + timedelta(days=days)),
+                            },
+                        )
+                    )
             elif step < 0.15:
                 for k, days in (("consultation_started", 5), ("consultation_ended", 12)):
-                    out.append((t + timedelta(days=days), {**base, "event_id": self._id("e"),
-                                "type": f"application.{k}", "application_id": aid,
-                                "at": _day(t + timedelta(days=days))}))
+                    out.append(
+                        (
+                            t + timedelta(days=days),
+                            {
+                                **base,
+                                "event_id": self._id("e"),
+                                "type": f"application.{k}",
+                                "application_id": aid,
+                                "at": _day(t + timedelta(days=days)),
+                            },
+                        )
+                    )
             elif step < 0.2:
-                out.append((t + timedelta(days=20), {**base, "event_id": self._id("e"),
-                            "type": "application.extended", "application_id": aid,
-                            "at": _day(t + timedelta(days=20)), "working_days": 15}))
+                out.append(
+                    (
+                        t + timedelta(days=20),
+                        {
+                            **base,
+                            "event_id": self._id("e"),
+                            "type": "application.extended",
+                            "application_id": aid,
+                            "at": _day(t + timedelta(days=20)),
+                            "working_days": 15,
+                        },
+                    )
+                )
             if rng.random() < 0.95:
-                out.append(self._pub(unit, t + timedelta(days=rng.uniform(3, 35)), "reply",
-                                     {"application_id": aid}))
+                out.append(
+                    self._pub(
+                        unit,
+                        t + timedelta(days=rng.uniform(3, 35)),
+                        "reply",
+                        {"application_id": aid},
+                    )
+                )
         elif r < 0.80:  # online public opinion, then a response or rebuttal
             oid = self._id("O")
             rumor = rng.random() < 0.1
-            out.append((t, {**base, "event_id": self._id("e"), "type": "opinion.detected",
-                            "opinion_id": oid, "detected_at": _iso(t),
-                            "topic": "rumor" if rumor else rng.choice(["policy", "livelihood"]),
-                            "title": "网民关注", "url": f"https://weibo.example/{oid}"}))
+            out.append(
+                (
+                    t,
+                    {
+                        **base,
+                        "event_id": self._id("e"),
+                        "type": "opinion.detected",
+                        "opinion_id": oid,
+                        "detected_at": _iso(t),
+                        "topic": "rumor" if rumor else rng.choice(["policy", "livelihood"]),
+                        "title": "网民关注",
+                        "url": f"https://weibo.example/{oid}",
+                    },
+                )
+            )
             if rng.random() < 0.9:
-                out.append(self._pub(unit, t + timedelta(hours=rng.uniform(1, 60)),
-                                     "rebuttal" if rumor else "response", {"opinion_id": oid}))
+                out.append(
+                    self._pub(
+                        unit,
+                        t + timedelta(hours=rng.uniform(1, 60)),
+                        "rebuttal" if rumor else "response",
+                        {"opinion_id": oid},
+                    )
+                )
         elif r < 0.85:  # a policy and its interpretation
             did = self._id("D")
             out.append(self._pub(unit, t, "policy", {"document_id": did}))
             if rng.random() < 0.9:
-                out.append(self._pub(unit, t + timedelta(hours=rng.uniform(0.5, 30)),
-                                     "interpretation", {"document_id": did}))
+                out.append(
+                    self._pub(
+                        unit,
+                        t + timedelta(hours=rng.uniform(0.5, 30)),
+                        "interpretation",
+                        {"document_id": did},
+                    )
+                )
         elif r < 0.86:  # an emergency, with releases and (maybe) a press conference
             iid = self._id("I")
             sev = rng.choice(["I", "II", "II", "III", "IV"])
-            out.append((t, {**base, "event_id": self._id("e"), "type": "incident.reported",
-                            "incident_id": iid, "occurred_at": _iso(t), "title": "突发事件",
-                            "severity": sev, "deaths": rng.choice([0, 2, 11]), "injured": 0}))
-            out.append(self._pub(unit, t + timedelta(hours=rng.uniform(1, 7)), "press_release",
-                                 {"incident_id": iid}))
+            out.append(
+                (
+                    t,
+                    {
+                        **base,
+                        "event_id": self._id("e"),
+                        "type": "incident.reported",
+                        "incident_id": iid,
+                        "occurred_at": _iso(t),
+                        "title": "突发事件",
+                        "severity": sev,
+                        "deaths": rng.choice([0, 2, 11]),
+                        "injured": 0,
+                    },
+                )
+            )
+            out.append(
+                self._pub(
+                    unit,
+                    t + timedelta(hours=rng.uniform(1, 7)),
+                    "press_release",
+                    {"incident_id": iid},
+                )
+            )
             if rng.random() < 0.7:
-                out.append(self._pub(unit, t + timedelta(hours=rng.uniform(6, 30)),
-                                     "press_conference", {"incident_id": iid}))
+                out.append(
+                    self._pub(
+                        unit,
+                        t + timedelta(hours=rng.uniform(6, 30)),
+                        "press_conference",
+                        {"incident_id": iid},
+                    )
+                )
         elif r < 0.87:  # an organisational change, then the power list
             cid = self._id("C")
-            out.append((t, {**base, "event_id": self._id("e"), "type": "org.changed",
-                            "change_id": cid, "completed_at": _day(t)}))
-            out.append(self._pub(unit, t + timedelta(days=rng.uniform(2, 16)), "power_list",
-                                 {"change_id": cid}))
+            out.append(
+                (
+                    t,
+                    {
+                        **base,
+                        "event_id": self._id("e"),
+                        "type": "org.changed",
+                        "change_id": cid,
+                        "completed_at": _day(t),
+                    },
+                )
+            )
+            out.append(
+                self._pub(
+                    unit, t + timedelta(days=rng.uniform(2, 16)), "power_list", {"change_id": cid}
+                )
+            )
         else:  # news with no subject
             out.append(self._pub(unit, t, "news", {}))
         return out
@@ -242,19 +381,44 @@ def _open_mix(i: int) -> dict[str, Any]:
     day = (T0 + timedelta(days=(i * 7) % 300)).date()
     k = i % 4
     if k == 0:
-        return {"event_id": f"m{i}", "type": "document.issued", "unit": unit,
-                "document_id": f"D{i}", "issued_at": day.isoformat(), "kind": "normative",
-                "disclosure": "proactive", "title": "关于做好有关工作的通知"}
+        return {
+            "event_id": f"m{i}",
+            "type": "document.issued",
+            "unit": unit,
+            "document_id": f"D{i}",
+            "issued_at": day.isoformat(),
+            "kind": "normative",
+            "disclosure": "proactive",
+            "title": "关于做好有关工作的通知",
+        }
     if k == 1:
-        return {"event_id": f"m{i}", "type": "decision.made", "unit": unit,
-                "decision_id": f"X{i}", "decided_at": day.isoformat(), "kind": "licensing"}
+        return {
+            "event_id": f"m{i}",
+            "type": "decision.made",
+            "unit": unit,
+            "decision_id": f"X{i}",
+            "decided_at": day.isoformat(),
+            "kind": "licensing",
+        }
     if k == 2:
-        return {"event_id": f"m{i}", "type": "application.received", "unit": unit,
-                "application_id": f"A{i}", "received_at": day.isoformat()}
+        return {
+            "event_id": f"m{i}",
+            "type": "application.received",
+            "unit": unit,
+            "application_id": f"A{i}",
+            "received_at": day.isoformat(),
+        }
     at = T0 + timedelta(seconds=i * 17)
-    return {"event_id": f"m{i}", "type": "opinion.detected", "unit": unit, "opinion_id": f"O{i}",
-            "detected_at": at.isoformat(), "topic": "livelihood", "title": "网民关注",
-            "url": f"https://weibo.example/O{i}"}
+    return {
+        "event_id": f"m{i}",
+        "type": "opinion.detected",
+        "unit": unit,
+        "opinion_id": f"O{i}",
+        "detected_at": at.isoformat(),
+        "topic": "livelihood",
+        "title": "网民关注",
+        "url": f"https://weibo.example/O{i}",
+    }
 
 
 def memory(n_open: int) -> dict[str, Any]:
@@ -280,9 +444,16 @@ def memory(n_open: int) -> dict[str, Any]:
 def _opinion(spacing: int) -> Callable[[int], dict[str, Any]]:
     def make(i: int) -> dict[str, Any]:
         at = T0 + timedelta(seconds=i * spacing)
-        return {"event_id": f"s{i}", "type": "opinion.detected", "unit": "unit-002",
-                "opinion_id": f"S{i}", "detected_at": at.isoformat(), "topic": "policy",
-                "title": "网民关注", "url": "https://weibo.example/s"}
+        return {
+            "event_id": f"s{i}",
+            "type": "opinion.detected",
+            "unit": "unit-002",
+            "opinion_id": f"S{i}",
+            "detected_at": at.isoformat(),
+            "topic": "policy",
+            "title": "网民关注",
+            "url": "https://weibo.example/s",
+        }
 
     return make
 

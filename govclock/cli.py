@@ -102,8 +102,10 @@ def cmd_rules(args: argparse.Namespace) -> int:
         return 0
     versions = book.find(args.rule_id, args.pack)
     if not versions:
-        print(f"no rule {args.rule_id!r}" + (f" in pack {args.pack!r}" if args.pack else ""),
-              file=sys.stderr)
+        print(
+            f"no rule {args.rule_id!r}" + (f" in pack {args.pack!r}" if args.pack else ""),
+            file=sys.stderr,
+        )
         return 2
     sys.stdout.write(render_rule(versions))
     return 0

@@ -13,7 +13,9 @@ class HistoryError(ValueError):
     """A bad line in ``--strict`` mode."""
 
 
-def read_history(path: Path, strict: bool = False) -> tuple[list[tuple[int, Event]], list[Rejected]]:
+def read_history(
+    path: Path, strict: bool = False
+) -> tuple[list[tuple[int, Event]], list[Rejected]]:
     """Parse every non-blank line; a bad line is reported by number and reason."""
     events: list[tuple[int, Event]] = []
     rejected: list[Rejected] = []

@@ -90,7 +90,10 @@ def parse_units(data: object, source: str) -> tuple[str | None, dict[str, UnitCo
         if item["id"] in units:
             raise RulePackError(f"{where}: duplicate unit {item['id']!r}")
         units[item["id"]] = UnitConfig(
-            id=item["id"], pack=str(item.get("pack", DEFAULT_PACK)), kind=kind, name=item.get("name")
+            id=item["id"],
+            pack=str(item.get("pack", DEFAULT_PACK)),
+            kind=kind,
+            name=item.get("name"),
         )
     default = data.get("default_pack")
     return (str(default) if default is not None else None), units
@@ -106,7 +109,7 @@ def load_rulebook(
     if packs_dir is not None:
         files += sorted(Path(packs_dir).glob("*.yaml"))
     packs = load_packs(files)
-    default, units = DEFAULT_PACK, {}
+    default, units = DEFAULT_PACK, dict[str, UnitConfig]()
     if units_file is not None:
         chosen, units = parse_units(read_yaml(Path(units_file)), str(units_file))
         default = chosen or DEFAULT_PACK

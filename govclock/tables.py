@@ -28,7 +28,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     cols = [max([width(h)] + [width(r[i]) for r in rows]) for i, h in enumerate(headers)]
 
     def line(cells: Sequence[str]) -> str:
-        return "  ".join(c + " " * (w - width(c)) for c, w in zip(cells, cols, strict=True)).rstrip()
+        return "  ".join(
+            c + " " * (w - width(c)) for c, w in zip(cells, cols, strict=True)
+        ).rstrip()
 
     out = [line(headers), line(["-" * w for w in cols])]
     out += [line(r) for r in rows]
@@ -65,9 +67,7 @@ def render_report(report: dict[str, Any]) -> str:
         for o in report["obligations"]
     ]
     parts.append(
-        table(
-            ["status", "rule", "subject", "unit", "opened", "due", "fulfilled", "by"], rows
-        )
+        table(["status", "rule", "subject", "unit", "opened", "due", "fulfilled", "by"], rows)
     )
     if any(o["calendar_assumed"] for o in report["obligations"]):
         parts.append("* deadline rests on an assumed holiday calendar (year not yet published)\n")
@@ -86,9 +86,7 @@ def render_report(report: dict[str, Any]) -> str:
             for name, g in groups.items()
         ]
         parts.append(f"\non-time by {title}\n")
-        parts.append(
-            table([title, "met", "late", "missed", "unverif.", "open", "on-time"], rows)
-        )
+        parts.append(table([title, "met", "late", "missed", "unverif.", "open", "on-time"], rows))
     overall = report["on_time"]["overall"]
     parts.append(
         f"\noverall on-time rate: {_rate(overall['on_time_rate'])} "
@@ -160,8 +158,8 @@ def render_rule(versions: Sequence[Rule]) -> str:
         out.append("\n")
         for w in s.warnings:
             out.append(f"  warn: {w.model_dump(exclude_none=True)}\n")
-        for c in s.clock:
-            out.append(f"  clock: {c.event} -> {c.do}\n")
+        for step in s.clock:
+            out.append(f"  clock: {step.event} -> {step.do}\n")
         out.append("  sources:\n")
         for c in s.citations:
             sec = f", {c.section}" if c.section else ""

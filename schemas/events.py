@@ -342,7 +342,8 @@ def parse_event(data: Any) -> Event:
             [
                 FieldError(
                     field="type",
-                    message=f"unknown event type {data['type']!r}; one of " + ", ".join(EVENT_TYPES),
+                    message=f"unknown event type {data['type']!r}; one of "
+                    + ", ".join(EVENT_TYPES),
                 )
             ]
         )

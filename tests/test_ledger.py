@@ -957,12 +957,19 @@ def test_downgrade_cancels_a_pending_obligation() -> None:
     assert must(led, FR).status == "cancelled"
 
 
-def test_downgrade_does_not_undo_a_met_obligation() -> None:
+def test_downgrade_cancels_even_a_met_obligation_and_keeps_the_record() -> None:
+    # The final facts decide whether the duty applied at all; otherwise the outcome would
+    # depend on whether the release arrived before or after the downgrade.
     led = ledger()
     feed(led, [incident("inc", "I1", INC_AT, "II")])
     feed(led, [pub("p1", "2026-03-01T11:00:00+08:00", "press_release", incident_id="I1")])
+    led.tick(ts("2026-03-01T12:00:00+08:00"))  # the update arrives at noon
     feed(led, [incident("upd", "I1", INC_AT, "III", updated=True)])
-    assert must(led, FR).status == "met"
+    ob = must(led, FR)
+    assert ob.status == "cancelled"
+    assert ob.full_timeline()[-1][0] == ts("2026-03-01T12:00:00+08:00")
+    assert [k for _, k, _, _ in ob.full_timeline()] == ["opened", "met", "cancelled"]
+    assert ob.fulfilled_by == "p1"
 
 
 def test_re_upgrade_reopens() -> None:
