@@ -25,7 +25,7 @@ from datetime import date, datetime
 from typing import Any, NamedTuple
 
 from deadlines.calendar import WorkCalendar, day_end, day_of, day_start
-from deadlines.rules import Rule, RuleBook
+from deadlines.rules import Pack, Rule, RuleBook
 from schemas.events import OWN_REF_FIELDS, TIME_FIELD, Event
 
 # Obligation statuses.
@@ -154,21 +154,19 @@ class Obligation:
         self.calendar_assumed = False
         self.warned_until = opened_at
         self.wake: int | None = None  # the wheel slot it is filed under, if any
-        self.timeline: list[TimelineEntry] | None = None
+        self.timeline: tuple[TimelineEntry, ...] = ()  # after the opening, oldest first
 
     @property
     def id(self) -> str:
         return f"{self.rule.id}:{self.subject_id}"
 
     def log(self, at: int, kind: str, event_id: str | None, detail: str = "") -> None:
-        if self.timeline is None:
-            self.timeline = []
-        self.timeline.append((at, kind, event_id, detail))
+        self.timeline += ((at, kind, event_id, detail),)
 
     def full_timeline(self) -> list[TimelineEntry]:
         """The audit trail, oldest first, including the opening."""
         opened: TimelineEntry = (self.opened_at, OPENED, self.opened_by, "")
-        return sorted([opened, *(self.timeline or ())], key=lambda e: e[0])  # stable
+        return sorted([opened, *self.timeline], key=lambda e: e[0])  # stable
 
     def warning_times(self) -> list[int]:
         """The warning points of the current window, in order, strictly inside it."""
@@ -205,8 +203,9 @@ class Subject:
         self.seen: tuple[str, ...] = ()  # event ids applied here (few per subject)
         self.facts: Any = None  # the latest incident report/update for incident subjects
         self.triggers: list[Any] | None = None  # triggers whose rules read the facts
-        self.evidence: list[Evidence] | None = None
-        self.clock: list[ClockEvent] | None = None
+        # Tuples, not lists: smaller, and the collector stops tracking tuples of atoms.
+        self.evidence: tuple[Evidence, ...] = ()
+        self.clock: tuple[ClockEvent, ...] = ()
         self.obligations: list[Obligation] | None = None
 
     def find(self, rule_id: str, subject_id: str) -> Obligation | None:
@@ -231,7 +230,8 @@ class Ledger:
         self.calendar = calendar
         self.subjects: dict[str, Subject] = {}
         self.clock: int | None = None  # the latest tick
-        self.units: dict[str, None] = dict.fromkeys(book.units)  # insertion-ordered set
+        # Every unit known (configured or seen), with its pack: the hot path looks it up here.
+        self.units: dict[str, Pack] = {u: book.pack_for(u) for u in book.units}
         self._new_units: list[str] = list(book.units)
         self._calendar_year: int | None = None
         self._next_year_at = -(2**62)  # the next 1 January 00:00 to open yearly duties at
@@ -266,7 +266,7 @@ class Ledger:
         it already (replay does)."""
         effects: list[Effect] = []
         if event.unit not in self.units:
-            self.units[event.unit] = None
+            self.units[event.unit] = self.book.pack_for(event.unit)
             self._new_units.append(event.unit)
         routes = self.route(event)
         if not routes:
@@ -308,13 +308,11 @@ class Ledger:
         if etype == "document.published":
             at, date_only = own
             item: Evidence = (at, event.event_id, event.kind, date_only, event.url)
-            if subject.evidence is None:
-                subject.evidence = []
-            subject.evidence.append(item)
+            subject.evidence += (item,)
             for ob in subject.obligations or ():
                 if ob.rule.ref == ref and event.kind in ob.rule.evidence_kinds:
                     self._judge(subject, ob, fx)
-        pack = self.book.pack_for(event.unit)
+        pack = self.units[event.unit]
         clock_rules = pack.by_clock_event.get(etype)
         if clock_rules is not None:
             at, date_only = own
@@ -325,9 +323,7 @@ class Ledger:
                 date_only,
                 getattr(event, "working_days", 0),
             )
-            if subject.clock is None:
-                subject.clock = []
-            subject.clock.append(step)
+            subject.clock += (step,)
             for ob in subject.obligations or ():
                 if etype in ob.rule.clock and ob.rule.ref == ref:
                     self._clock_changed(subject, ob, step, fx)
@@ -343,11 +339,11 @@ class Ledger:
 
     def _evaluate_facts(self, subject: Subject, ref: str, value: str, fx: list[Effect]) -> None:
         facts = subject.facts
-        for rule in self.book.pack_for(facts.unit).by_event.get(facts.type, ()):
+        for rule in self.units[facts.unit].by_event.get(facts.type, ()):
             if rule.ref == ref and _path(facts, rule.link_path) == value:
                 self._evaluate(subject, rule, facts, fx)
         for trig in subject.triggers or ():
-            for rule in self.book.pack_for(trig.unit).by_event.get(trig.type, ()):
+            for rule in self.units[trig.unit].by_event.get(trig.type, ()):
                 if rule.uses_facts and rule.ref == ref and _path(trig, rule.link_path) == value:
                     self._evaluate(subject, rule, trig, fx)
 
@@ -491,7 +487,7 @@ class Ledger:
         in time order. Returns, per clock event, the action taken and a note."""
         start = ob.opened_at
         due, assumed = self._window_end(ob, start)
-        if subject.clock is None or not ob.rule.clock:  # nothing can move this clock
+        if not subject.clock or not ob.rule.clock:  # nothing can move this clock
             self._settle(ob, start, due, assumed, paused=False)
             return []
         paused_since: int | None = None
@@ -499,7 +495,7 @@ class Ledger:
         day_window = ob.rule.window.unit in ("working_days",)
         log: list[tuple[ClockEvent, str, str]] = []
         steps = sorted(
-            s for s in (subject.clock or ()) if s[2] in ob.rule.clock and s[1] != ob.opened_by
+            s for s in subject.clock if s[2] in ob.rule.clock and s[1] != ob.opened_by
         )
         for step in steps:
             at, _eid, etype, _date_only, working_days = step
@@ -579,7 +575,7 @@ class Ledger:
         best: tuple[int, int, str, bool] | None = None  # (rank, at, event_id, date_only)
         due = ob.due_at
         only_after_start = ob.rule.ref == _UNIT
-        for at, eid, kind, date_only, _url in subject.evidence or ():
+        for at, eid, kind, date_only, _url in subject.evidence:
             if kind not in ob.rule.evidence_kinds:
                 continue
             if only_after_start and at < ob.start:
@@ -672,7 +668,7 @@ class Ledger:
         trig = _CalendarTrigger(unit="", event_id=f"calendar:{year}")
         for unit in units:
             key = f"{_UNIT}={unit}"
-            for rule in self.book.pack_for(unit).calendar_rules:
+            for rule in self.units[unit].calendar_rules:
                 done_key = (unit, rule.id)
                 already = self._calendar_done.get(done_key, 0) >= year
                 if already or not rule.applies_on(day_of(jan1)):

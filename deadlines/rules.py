@@ -20,7 +20,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -42,6 +43,8 @@ from schemas.events import (
 )
 
 RuleId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+#: Pack ids may also contain hyphens (``shanghai-pudong``), like unit ids.
+PackId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*$", max_length=64)]
 UnitKind = Literal["department", "government", "county_government"]
 UNIT_KINDS: tuple[str, ...] = ("department", "government", "county_government")
 
@@ -51,6 +54,15 @@ FACT_PREFIX = "incident."
 
 _MMDD = re.compile(r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
+
+
+def _every_year(mmdd: str) -> bool:
+    """``MM-DD`` names a day that every year has (not 02-30, 04-31 or 02-29)."""
+    try:
+        date(2001, int(mmdd[:2]), int(mmdd[3:]))
+    except ValueError:
+        return False
+    return True
 
 
 class _Spec(BaseModel):
@@ -81,6 +93,17 @@ class Predicate(_Spec):
     gte: int | None = None
     lte: int | None = None
     present: bool | None = None
+
+    @field_validator("eq", "ne", "in_", "gte", "lte", mode="before")
+    @classmethod
+    def _no_yaml_bool(cls, value: Any) -> Any:
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, bool) for v in values):
+            raise ValueError(
+                f"{value!r} is a YAML boolean (yes/no/on/off/true/false unquoted): "
+                'quote the string, e.g. "no"'
+            )
+        return value
 
     @model_validator(mode="after")
     def _one(self) -> Predicate:
@@ -121,7 +144,7 @@ class Trigger(_Spec):
 
 class Evidence(_Spec):
     kinds: list[PublicationKind] = Field(min_length=1)
-    ref: RefField | Literal["unit"]
+    ref: Literal[RefField, "unit"]  # one Literal, so a bad value gets one error naming all
     link: str | None = Field(
         default=None,
         description="Where the trigger holds the id that evidence must carry in refs.<ref> "
@@ -153,6 +176,8 @@ class Window(_Spec):
         for value in [self.fixed_date, *self.by_unit_kind.values()]:
             if value is not None and not _MMDD.match(value):
                 raise ValueError(f"fixed dates are MM-DD, got {value!r}")
+            if value is not None and not _every_year(value):
+                raise ValueError(f"fixed date {value!r} is not a day of every year")
         if self.by_unit_kind and self.fixed_date is None:
             raise ValueError("by_unit_kind needs fixed_date")
         return self
@@ -174,6 +199,16 @@ class WarningPoint(_Spec):
     last_day_at: str | None = Field(
         default=None, description="HH:MM on the deadline's own day (day windows)."
     )
+
+    @field_validator("last_day_at", mode="before")
+    @classmethod
+    def _quoted(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            raise ValueError(
+                f"got the number {value}: YAML reads an unquoted 17:30 as minutes "
+                '(sexagesimal); write last_day_at: "17:30"'
+            )
+        return value
 
     @model_validator(mode="after")
     def _exactly_one(self) -> WarningPoint:
@@ -206,6 +241,11 @@ class RuleSpec(_Spec):
 
     @model_validator(mode="after")
     def _coherent(self) -> RuleSpec:
+        if (self.evidence.ref == "unit") != bool(self.trigger.calendar):
+            raise ValueError(
+                "evidence.ref: 'unit' goes with trigger.calendar: yearly, and a calendar "
+                "rule needs ref: unit (events reach a rule through the id it lives on)"
+            )
         for ev in self.trigger.events:
             fields = _fields_of(ev)
             start = self.trigger.start or TIME_FIELD[ev]
@@ -219,6 +259,29 @@ class RuleSpec(_Spec):
             for path in _condition_paths(self.trigger.when):
                 if not path.startswith(FACT_PREFIX) and not _has_path(ev, path):
                     raise ValueError(f"trigger.when: {ev} has no field {path!r}")
+        for path in _condition_paths(self.trigger.when):
+            if not path.startswith(FACT_PREFIX):
+                continue
+            if path[len(FACT_PREFIX) :] not in _fields_of("incident.reported"):
+                raise ValueError(f"trigger.when: {path!r}: incidents have no such field")
+            if self.evidence.ref != "incident_id":
+                raise ValueError(
+                    f"trigger.when: {path!r} reads the incident's facts, so the rule must live "
+                    "on the incident (evidence.ref: incident_id)"
+                )
+        for path, pred in _conditions(self.trigger.when):
+            fact = path.startswith(FACT_PREFIX)
+            name = path[len(FACT_PREFIX) :] if fact else path
+            types: list[str] = ["incident.reported"] if fact else list(self.trigger.events)
+            for etype in types:
+                allowed = _literal_values(etype, name)
+                wanted = [v for v in (pred.eq, pred.ne, *(pred.in_ or ())) if v is not None]
+                bad = [v for v in wanted if allowed is not None and v not in allowed]
+                if bad:
+                    raise ValueError(
+                        f"trigger.when: {path}: {bad[0]!r} is never a value of {etype} {name} "
+                        f"(values: {', '.join(map(repr, allowed or ()))})"
+                    )
         if self.trigger.calendar and self.window.unit != "fixed_date":
             raise ValueError("window: a calendar trigger needs a fixed_date window")
         if self.window.unit == "fixed_date" and not self.trigger.calendar:
@@ -239,9 +302,9 @@ class RuleSpec(_Spec):
 
 
 class PackSpec(_Spec):
-    pack: RuleId
+    pack: PackId
     title: str = Field(min_length=1)
-    extends: RuleId | None = None
+    extends: PackId | None = None
     description: str | None = None
     rules: list[RuleSpec] = Field(default_factory=list)
     remove: list[RuleId] = Field(default_factory=list)
@@ -278,6 +341,30 @@ def _has_path(event_type: str, path: str) -> bool:
             return rest == "incident_id"
         return rest in REF_FIELDS
     return False
+
+
+def _literal_values(event_type: str, name: str) -> tuple[Any, ...] | None:
+    """The values an enumerated field (``severity``, ``kind``…) can take; None otherwise."""
+    info = EVENT_MODELS[event_type].model_fields.get(name)
+    if info is None:
+        return None
+    ann = info.annotation
+    members = get_args(ann) if get_origin(ann) in (Union, UnionType) else (ann,)
+    values: list[Any] = []
+    for m in members:
+        if m is type(None):
+            continue
+        if get_origin(m) is not Literal:
+            return None
+        values.extend(get_args(m))
+    return tuple(values) or None
+
+
+def _conditions(when: When) -> list[tuple[str, Predicate]]:
+    out = list(when.all.items())
+    for alt in when.any:
+        out.extend(alt.items())
+    return out
 
 
 def _condition_paths(when: When) -> list[str]:
@@ -515,9 +602,15 @@ def _describe(exc: ValidationError, data: object, source: str) -> str:
                 rid = rules[idx].get("id")
             where = f"rule {rid!r} (rules[{idx}])" if rid else f"rules[{idx}]"
             loc = loc[2:]
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (misspelt?)"
+        elif err["type"] == "invalid_key" and isinstance(err.get("input"), bool):
+            loc = loc[:-1]  # the key itself, shown by pydantic as 1 or 0
+            msg = f"a key reads as the YAML boolean {err['input']} (on/off/yes/no): quote it"
         field_path = ".".join(str(p) for p in loc if not str(p).startswith("function-"))
         parts = [p for p in (where, field_path) if p]
-        lines.append(f"{source}: {': '.join(parts) or '(pack)'}: {err['msg']}")
+        lines.append(f"{source}: {': '.join(parts) or '(pack)'}: {msg}")
     return "\n".join(lines)
 
 

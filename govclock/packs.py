@@ -35,7 +35,8 @@ def bundled_pack_files() -> list[Path]:
 
 def read_yaml(path: Path) -> object:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        with path.open(encoding="utf-8") as fh:  # a stream, so YAML errors name the file
+            return yaml.safe_load(fh)
     except yaml.YAMLError as exc:
         raise RulePackError(f"{path}: not valid YAML: {exc}") from None
     except OSError as exc:
@@ -88,7 +89,7 @@ def parse_units(data: object, source: str) -> tuple[str | None, dict[str, UnitCo
         if kind not in UNIT_KINDS:
             raise RulePackError(f"{where} ({item['id']}): kind: {kind!r} not in {UNIT_KINDS}")
         if item["id"] in units:
-            raise RulePackError(f"{where}: duplicate unit {item['id']!r}")
+            raise RulePackError(f"{where} ({item['id']}): id: duplicate unit {item['id']!r}")
         units[item["id"]] = UnitConfig(
             id=item["id"],
             pack=str(item.get("pack", DEFAULT_PACK)),
@@ -113,4 +114,11 @@ def load_rulebook(
     if units_file is not None:
         chosen, units = parse_units(read_yaml(Path(units_file)), str(units_file))
         default = chosen or DEFAULT_PACK
+        have = f"(have: {', '.join(sorted(packs))})"
+        if default not in packs:
+            raise RulePackError(f"{units_file}: default_pack: {default!r} is not loaded {have}")
+        for i, unit in enumerate(units.values()):
+            if unit.pack not in packs:
+                where = f"{units_file}: units[{i}] ({unit.id})"
+                raise RulePackError(f"{where}: pack: {unit.pack!r} is not loaded {have}")
     return RuleBook(packs=packs, default_pack=default, units=units)
