@@ -358,6 +358,14 @@ class Ledger:
         """Open, keep, re-time, cancel or reopen the obligation ``rule`` x ``trig``.
 
         ``own`` is the trigger's own time if already known."""
+        if not rule.uses_facts and trig.type not in _INCIDENT_TYPES:
+            # A plain trigger is judged once, when it arrives (a repeat is ignored upstream):
+            # if it does not meet the condition there is nothing to open or withdraw.
+            holds = rule.condition_holds(trig, None)
+            if not holds:
+                return
+        else:
+            holds = rule.condition_holds(trig, subject.facts)
         if own is not None and rule.start_field is None:
             start, start_date_only = own
         else:
@@ -369,7 +377,6 @@ class Ledger:
         subject_id = _path(trig, rule.id_path)
         if subject_id is None:
             return
-        holds = rule.condition_holds(trig, subject.facts)
         ob = subject.find(rule.id, subject_id)
         if ob is None:
             if holds:
@@ -494,9 +501,7 @@ class Ledger:
         extensions = 0
         day_window = ob.rule.window.unit in ("working_days",)
         log: list[tuple[ClockEvent, str, str]] = []
-        steps = sorted(
-            s for s in subject.clock if s[2] in ob.rule.clock and s[1] != ob.opened_by
-        )
+        steps = sorted(s for s in subject.clock if s[2] in ob.rule.clock and s[1] != ob.opened_by)
         for step in steps:
             at, _eid, etype, _date_only, working_days = step
             spec = ob.rule.clock[etype]
@@ -765,10 +770,11 @@ class Ledger:
         detail: str = "",
         detected_at: int | None = None,
     ) -> Effect:
+        rule_id = ob.rule.id
         return Effect(
             kind,
-            ob.id,
-            ob.rule.id,
+            f"{rule_id}:{ob.subject_id}",
+            rule_id,
             ob.subject_id,
             ob.unit,
             at,

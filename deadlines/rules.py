@@ -251,9 +251,18 @@ class RuleSpec(_Spec):
             start = self.trigger.start or TIME_FIELD[ev]
             if start not in fields:
                 raise ValueError(f"trigger.start: {ev} has no field {start!r}")
+            if start != TIME_FIELD[ev]:
+                raise ValueError(
+                    f"trigger.start: {start!r} is not a time; {ev}'s time is {TIME_FIELD[ev]!r}"
+                )
             link = self.evidence.link or self.evidence.ref
             if not _has_path(ev, link):
                 raise ValueError(f"evidence.link: {ev} has no field {link!r}")
+            if link not in (self.evidence.ref, f"refs.{self.evidence.ref}"):
+                raise ValueError(
+                    f"evidence.link: give {self.evidence.ref!r} or 'refs.{self.evidence.ref}' "
+                    f"(the trigger must name the id in evidence.ref), not {link!r}"
+                )
             if self.trigger.id is not None and not _has_path(ev, self.trigger.id):
                 raise ValueError(f"trigger.id: {ev} has no field {self.trigger.id!r}")
             for path in _condition_paths(self.trigger.when):
@@ -291,6 +300,11 @@ class RuleSpec(_Spec):
             if w.last_day_at is not None and not day_window:
                 raise ValueError(f"warnings[{i}].last_day_at needs a day window")
         for i, step in enumerate(self.clock):
+            first = next(j for j, other in enumerate(self.clock) if other.event == step.event)
+            if first != i:
+                raise ValueError(
+                    f"clock[{i}].event: {step.event} already has a step (clock[{first}])"
+                )
             if self.evidence.ref not in _fields_of(step.event):
                 raise ValueError(
                     f"clock[{i}].event: {step.event} does not carry {self.evidence.ref!r}, "
@@ -608,7 +622,12 @@ def _describe(exc: ValidationError, data: object, source: str) -> str:
         elif err["type"] == "invalid_key" and isinstance(err.get("input"), bool):
             loc = loc[:-1]  # the key itself, shown by pydantic as 1 or 0
             msg = f"a key reads as the YAML boolean {err['input']} (on/off/yes/no): quote it"
-        field_path = ".".join(str(p) for p in loc if not str(p).startswith("function-"))
+        field_path = ""
+        for p in loc:
+            if isinstance(p, int):
+                field_path += f"[{p}]"  # list positions as in the messages above: clock[0]
+            elif not p.startswith("function-"):
+                field_path += f".{p}" if field_path else p
         parts = [p for p in (where, field_path) if p]
         lines.append(f"{source}: {': '.join(parts) or '(pack)'}: {msg}")
     return "\n".join(lines)

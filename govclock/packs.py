@@ -77,6 +77,8 @@ def parse_units(data: object, source: str) -> tuple[str | None, dict[str, UnitCo
     unknown = set(data) - {"default_pack", "units"}
     if unknown:
         raise RulePackError(f"{source}: unknown keys {sorted(unknown)}")
+    default = data.get("default_pack")
+    unit_default = str(default) if default is not None else DEFAULT_PACK
     units: dict[str, UnitConfig] = {}
     for i, item in enumerate(data.get("units") or []):
         where = f"{source}: units[{i}]"
@@ -92,11 +94,10 @@ def parse_units(data: object, source: str) -> tuple[str | None, dict[str, UnitCo
             raise RulePackError(f"{where} ({item['id']}): id: duplicate unit {item['id']!r}")
         units[item["id"]] = UnitConfig(
             id=item["id"],
-            pack=str(item.get("pack", DEFAULT_PACK)),
+            pack=str(item.get("pack", unit_default)),  # a listed unit without pack: default_pack
             kind=kind,
             name=item.get("name"),
         )
-    default = data.get("default_pack")
     return (str(default) if default is not None else None), units
 
 

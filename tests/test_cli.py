@@ -108,6 +108,25 @@ def test_run_end_to_end() -> None:
     assert "overall on-time rate: " in proc.stdout
 
 
+def test_closed_stdout_is_not_reported_as_an_error() -> None:
+    """``govclock replay ... | head``: the reader going away is no usage error (exit 2)."""
+    script = Path(sys.executable).with_name("govclock")
+    if not script.exists():
+        pytest.skip("govclock script not installed next to the interpreter")
+    proc = subprocess.Popen(
+        [str(script), "replay", str(SAMPLE), "--format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the child has written anything: its first write fails
+    err = proc.stderr.read()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 1
+    assert "Broken pipe" not in err and "Traceback" not in err, err
+
+
 # -- table format -------------------------------------------------------------------------------
 
 
