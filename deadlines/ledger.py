@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 from deadlines.calendar import WorkCalendar, day_end, day_of, day_start
 from deadlines.rules import Pack, Rule, RuleBook
+from deadlines.timefmt import rfc3339
 from schemas.events import OWN_REF_FIELDS, TIME_FIELD, Event
 
 # Obligation statuses.
@@ -414,7 +415,7 @@ class Ledger:
             old_due = ob.due_at
             self._reschedule(subject, ob)
             if ob.due_at != old_due:
-                detail = f"window start moved; due {old_due} -> {ob.due_at}"
+                detail = f"window start moved; due {rfc3339(old_due)} -> {rfc3339(ob.due_at)}"
                 ob.log(_event_at(trig), RESCHEDULED, trig.event_id, detail)
                 fx.append(self._effect(ob, RESCHEDULED, _event_at(trig), trig.event_id, detail))
             self._judge(subject, ob, fx)
@@ -565,7 +566,7 @@ class Ledger:
         log = self._reschedule(subject, ob)
         action, note = next(((a, n) for s, a, n in log if s is step), (REJECTED, "no effect"))
         if ob.due_at != old_due:
-            note += f"; due {old_due} -> {ob.due_at}"
+            note += f"; due {rfc3339(old_due)} -> {rfc3339(ob.due_at)}"
         ob.log(step[0], action, step[1], note)
         fx.append(self._effect(ob, action, step[0], step[1], note))
         self._judge(subject, ob, fx)  # fulfilment is judged against the new deadline
@@ -600,7 +601,10 @@ class Ledger:
             return
         ob.status, ob.fulfilled_at, ob.fulfilled_by = status, best[1], best[2]
         ob.fulfilled_date_only = best[3]
-        detail = "published date only; cannot tell if within the window" if best[0] == 1 else ""
+        if best[0] == 1:
+            detail = "published with a date only; cannot tell if within the window"
+        else:
+            detail = "published with a date only" if best[3] else ""
         ob.log(best[1], FULFILLED[status], best[2], detail)
         fx.append(self._effect(ob, FULFILLED[status], best[1], best[2], detail))
 
@@ -741,7 +745,7 @@ class Ledger:
                 self._reschedule(subject, ob)
                 at = self.clock if self.clock is not None else ob.opened_at
                 if ob.due_at != old_due or not ob.calendar_assumed:
-                    detail = f"holiday table loaded; due {old_due} -> {ob.due_at}"
+                    detail = f"holiday table loaded; due {rfc3339(old_due)} -> {rfc3339(ob.due_at)}"
                     ob.log(at, RESCHEDULED, None, detail)
                     fx.append(self._effect(ob, RESCHEDULED, at, None, detail))
                 if ob.status in FULFILLED_STATUSES:

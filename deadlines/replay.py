@@ -1,10 +1,13 @@
 """History through the same core, on a simulated clock.
 
-Events are taken in arrival order (the order given). Before each event the clock moves to
-the event's own time if that is later (``tick``), so deadlines that passed between events
-fire at their due time; an event stamped earlier than the clock arrived late and is applied
-as it is: fulfilment is judged by ``published_at``, not by arrival. Events stamped after
-``as_of`` have not happened yet and are left out. At the end the clock moves to ``as_of``.
+The simulated monitor starts watching at the earliest event of the history (or at
+``as_of`` if that is earlier). Events are taken in arrival order (the order given). Before
+each event the clock moves to the event's own time if that is later, stopping at every
+instant the ledger asked to be woken at (``next_due``), so every warning and breach between
+two events fires at its own time, as it would live. An event stamped earlier than the clock
+arrived late and is applied as it is: fulfilment is judged by ``published_at``, not by
+arrival. Events stamped after ``as_of`` have not happened yet and are left out. At the end
+the clock moves to ``as_of``.
 """
 
 from __future__ import annotations
@@ -43,18 +46,28 @@ def replay(
     """Run numbered events through ``ledger`` up to ``as_of`` (epoch seconds)."""
     result = ReplayResult(ledger=ledger, as_of=as_of, rejected=list(rejected))
     effects = result.effects
-    for _line, event in events:
-        own = instant(event_time(event))
+    timed = [(instant(event_time(event)), event) for _line, event in events]
+    start = min((own[0] for own, _ in timed if own[0] <= as_of), default=as_of)
+    effects.extend(ledger.tick(start))
+    for own, event in timed:
         at = own[0]
         if at > as_of:
             result.future += 1
             continue
-        if ledger.clock is None or at > ledger.clock:
-            effects.extend(ledger.tick(at))
+        advance(ledger, at, effects)
         effects.extend(ledger.apply(event, own))
         result.applied += 1
-    effects.extend(ledger.tick(as_of))
+    advance(ledger, as_of, effects)
     return result
+
+
+def advance(ledger: Ledger, now: int, effects: list[Effect]) -> None:
+    """Move the clock to ``now``, stopping at every wake-up the ledger asks for on the way."""
+    if ledger.clock is not None and now <= ledger.clock:
+        return
+    while (wake := ledger.next_due()) is not None and wake < now:
+        effects.extend(ledger.tick(wake))
+    effects.extend(ledger.tick(now))
 
 
 def last_event_time(events: Iterable[tuple[int, Event]]) -> int | None:

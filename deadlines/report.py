@@ -8,21 +8,18 @@ cancelled ones are counted but left out of the rate.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from deadlines.calendar import CST_OFFSET_SECONDS
 from deadlines.ledger import LATE, MET, MISSED, STATUSES, Obligation
+from deadlines.timefmt import CST, rfc3339
 
-CST = timezone(timedelta(seconds=CST_OFFSET_SECONDS), "Asia/Shanghai")
+__all__ = ["CST", "build_report", "on_time_rates", "optional_rfc3339"]
+
 DECIDED = (MET, LATE, MISSED)
 
 
-def rfc3339(epoch: int | None) -> str | None:
-    """Epoch seconds as RFC 3339 in China Standard Time (+08:00)."""
-    if epoch is None:
-        return None
-    return datetime.fromtimestamp(epoch, tz=CST).isoformat()
+def optional_rfc3339(epoch: int | None) -> str | None:
+    return None if epoch is None else rfc3339(epoch)
 
 
 def obligation_view(ob: Obligation) -> dict[str, Any]:
@@ -32,10 +29,10 @@ def obligation_view(ob: Obligation) -> dict[str, Any]:
         "rule_version": ob.rule.key,
         "subject_id": ob.subject_id,
         "unit": ob.unit,
-        "opened_at": rfc3339(ob.opened_at),
-        "due_at": rfc3339(ob.due_at),
+        "opened_at": optional_rfc3339(ob.opened_at),
+        "due_at": optional_rfc3339(ob.due_at),
         "status": ob.status,
-        "fulfilled_at": rfc3339(ob.fulfilled_at),
+        "fulfilled_at": optional_rfc3339(ob.fulfilled_at),
         "fulfilled_by": ob.fulfilled_by,
         "fulfilled_date_only": ob.fulfilled_date_only,
         "calendar_assumed": ob.calendar_assumed,

@@ -109,6 +109,8 @@ class Predicate(_Spec):
     def _one(self) -> Predicate:
         if not self.model_fields_set:
             raise ValueError("a predicate needs one of eq, ne, in, gte, lte, present")
+        if self.present is not None and len(self.model_fields_set) > 1:
+            raise ValueError("present cannot be combined with eq, ne, in, gte or lte")
         return self
 
 
@@ -326,16 +328,17 @@ class PackSpec(_Spec):
     @field_validator("rules")
     @classmethod
     def _no_overlap(cls, rules: list[RuleSpec]) -> list[RuleSpec]:
-        by_id: dict[str, list[RuleSpec]] = {}
-        for r in rules:
-            by_id.setdefault(r.id, []).append(r)
+        by_id: dict[str, list[tuple[int, RuleSpec]]] = {}
+        for i, r in enumerate(rules):
+            by_id.setdefault(r.id, []).append((i, r))
         for rid, versions in by_id.items():
-            versions.sort(key=lambda r: r.effective.from_)
-            for a, b in itertools.pairwise(versions):
+            versions.sort(key=lambda ir: ir[1].effective.from_)
+            for (i, a), (j, b) in itertools.pairwise(versions):
                 if a.effective.until is None or a.effective.until >= b.effective.from_:
                     raise ValueError(
-                        f"rule {rid!r}: versions from {a.effective.from_} and "
-                        f"{b.effective.from_} overlap (give the first an 'until')"
+                        f"rule {rid!r} (rules[{i}] and rules[{j}]): effective: versions from "
+                        f"{a.effective.from_} and {b.effective.from_} overlap "
+                        "(give the first an 'until' before the second's 'from')"
                     )
         return rules
 

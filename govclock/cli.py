@@ -14,7 +14,8 @@ from typing import Any
 from deadlines.calendar import WorkCalendar
 from deadlines.ledger import Ledger
 from deadlines.replay import ReplayResult, last_event_time, replay
-from deadlines.report import build_report, rfc3339
+from deadlines.report import build_report
+from deadlines.timefmt import rfc3339
 from deadlines.rules import RuleBook, RulePackError
 from govclock.calendar_files import CalendarFileError, load_calendar_file
 from govclock.history import HistoryError, read_history

@@ -6,18 +6,19 @@ import time
 from datetime import date, datetime
 
 from deadlines.calendar import day_end
+from schemas.events import DATE_RE, INSTANT_RE
 
 
 def parse_as_of(text: str) -> int:
     """``now``, ``2026-03-10T12:00:00+08:00`` or ``2026-03-10`` (the end of that day)."""
     if text == "now":
         return int(time.time())
+    hint = "give RFC 3339 with an offset (2026-03-10T12:00:00+08:00), a date, or 'now'"
     try:
-        if len(text) == 10:
+        if DATE_RE.match(text):
             return day_end(date.fromisoformat(text).toordinal())
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"--as-of: {text!r} is not RFC 3339, a date, or 'now'") from None
-    if value.tzinfo is None:
-        raise ValueError(f"--as-of: {text!r} needs an offset, e.g. +08:00")
-    return int(value.timestamp())
+        if INSTANT_RE.match(text):
+            return int(datetime.fromisoformat(text).timestamp())
+    except ValueError as exc:
+        raise ValueError(f"--as-of: {text!r}: {exc}") from None
+    raise ValueError(f"--as-of: {text!r} is not a time I can read; {hint}")

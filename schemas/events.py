@@ -33,8 +33,8 @@ Url = Annotated[
     str, StringConstraints(min_length=1, max_length=2000, pattern=r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
 ]
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_INSTANT = re.compile(
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+INSTANT_RE = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
 )
 _INSTANT_HINT = "an RFC 3339 timestamp with an offset, e.g. 2026-03-09T14:20:00+08:00"
@@ -44,7 +44,7 @@ def _rfc3339(value: object) -> object:
     """Only RFC 3339 text (or a datetime): never epoch numbers or digit strings."""
     if isinstance(value, datetime):
         return value
-    if isinstance(value, str) and _INSTANT.match(value):
+    if isinstance(value, str) and INSTANT_RE.match(value):
         return value
     raise ValueError(f"expected {_INSTANT_HINT}, got {value!r}")
 
@@ -52,7 +52,7 @@ def _rfc3339(value: object) -> object:
 def _day_or_rfc3339(value: object) -> object:
     if isinstance(value, date):
         return value
-    if isinstance(value, str) and (_DATE.match(value) or _INSTANT.match(value)):
+    if isinstance(value, str) and (DATE_RE.match(value) or INSTANT_RE.match(value)):
         return value
     raise ValueError(f"expected a date (2026-03-09) or {_INSTANT_HINT}, got {value!r}")
 
