@@ -15,8 +15,8 @@ from deadlines.calendar import WorkCalendar
 from deadlines.ledger import Ledger
 from deadlines.replay import ReplayResult, last_event_time, replay
 from deadlines.report import build_report
-from deadlines.timefmt import rfc3339
 from deadlines.rules import RuleBook, RulePackError
+from deadlines.timefmt import rfc3339
 from govclock.calendar_files import CalendarFileError, load_calendar_file
 from govclock.history import HistoryError, read_history
 from govclock.packs import load_rulebook
