@@ -187,11 +187,26 @@ class Obligation:
         """When the sweeper must look at this obligation next (None: nothing to wait for)."""
         if self.status != PENDING:
             return None
-        after = self.warned_until
-        for t in self.warning_times():
-            if t > after:
-                return t
-        return self.due_at + 1
+        # The earliest warning point after the last one handled, else just past the deadline
+        # (the same points as warning_times(), without building the list).
+        rule, start, due, after = self.rule, self.start, self.due_at, self.warned_until
+        lo = after if after > start else start
+        best = due + 1
+        for f in rule.warn_fractions:
+            t = start + int((due - start) * f)
+            if lo < t < best and t < due:
+                best = t
+        for b in rule.warn_before:
+            t = due - b
+            if lo < t < best:
+                best = t
+        if rule.warn_day_offsets:
+            day0 = day_start(day_of(due))
+            for o in rule.warn_day_offsets:
+                t = day0 + o
+                if lo < t < best and t < due:
+                    best = t
+        return best
 
 
 class Subject:
@@ -712,18 +727,14 @@ class Ledger:
         times, wheel = self._times, self._wheel
         while times:  # drop wake-ups left behind by obligations met or re-timed since
             t = times[0]
-            live = []
-            for ob in wheel.get(t, ()):
-                if ob.wake == t:
-                    if ob.status == PENDING:
-                        live.append(ob)
-                    else:
-                        ob.wake = None
-            if live:
-                wheel[t] = live
+            bucket = wheel.get(t, ())
+            if any(ob.wake == t and ob.status == PENDING for ob in bucket):
                 break
             heapq.heappop(times)
             wheel.pop(t, None)
+            for ob in bucket:
+                if ob.wake == t:
+                    ob.wake = None
         wake = times[0] if times else None
         if self._calendar_year is not None and any(
             p.calendar_rules for p in self.book.packs.values()

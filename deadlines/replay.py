@@ -42,14 +42,21 @@ def replay(
     events: Iterable[tuple[int, Event]],
     as_of: int,
     rejected: Iterable[Rejected] = (),
+    start: int | None = None,
 ) -> ReplayResult:
-    """Run numbered events through ``ledger`` up to ``as_of`` (epoch seconds)."""
+    """Run numbered events through ``ledger`` up to ``as_of`` (epoch seconds).
+
+    ``start`` is when watching begins; by default the earliest event's time, which needs
+    the whole history in memory. Given, the events are consumed as a stream."""
     result = ReplayResult(ledger=ledger, as_of=as_of, rejected=list(rejected))
     effects = result.effects
-    timed = [(instant(event_time(event)), event) for _line, event in events]
-    start = min((own[0] for own, _ in timed if own[0] <= as_of), default=as_of)
+    if start is None:
+        events = list(events)
+        times = (instant(event_time(event))[0] for _line, event in events)
+        start = min((t for t in times if t <= as_of), default=as_of)
     effects.extend(ledger.tick(start))
-    for own, event in timed:
+    for _line, event in events:
+        own = instant(event_time(event))
         at = own[0]
         if at > as_of:
             result.future += 1
