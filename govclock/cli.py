@@ -20,6 +20,7 @@ from deadlines.timefmt import rfc3339
 from govclock.calendar_files import CalendarFileError, load_calendar_file
 from govclock.history import HistoryError, read_history
 from govclock.packs import load_rulebook
+from govclock.runtime import tune_gc
 from govclock.tables import render_report, render_rule, render_rules
 from govclock.timeparse import parse_as_of
 
@@ -44,6 +45,7 @@ def run_replay(
     strict: bool = False,
 ) -> ReplayResult:
     events, rejected = read_history(history, strict=strict)
+    tune_gc()  # the history stays in memory: keep the collector off it
     if as_of is None:
         latest = last_event_time(events)
         if latest is None:
