@@ -638,8 +638,13 @@ class Ledger:
         else:
             bucket.append(ob)
 
-    def tick(self, now: int) -> list[Effect]:
-        """Let time pass up to ``now``: warnings, breaches, yearly duties. O(due), not O(open)."""
+    def tick(self, now: int, exact: bool = False) -> list[Effect]:
+        """Let time pass up to ``now``: warnings, breaches, yearly duties. O(due), not O(open).
+
+        Live (``exact=False``), what fell due while the sweeper slept is judged as of ``now``:
+        several warning points passed meanwhile give one warning. A simulation passes
+        ``exact=True``: every wake-up is judged as of its own instant, as if the clock had
+        stopped there."""
         fx: list[Effect] = []
         self._open_calendar_duties(now, fx)
         times, wheel = self._times, self._wheel
@@ -649,7 +654,7 @@ class Ledger:
                 if ob.wake == t:
                     ob.wake = None
                     if ob.status == PENDING:
-                        self._fire(ob, now, fx)
+                        self._fire(ob, t if exact else now, fx)
         if self.clock is None or now > self.clock:
             self.clock = now
         return fx

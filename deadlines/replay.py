@@ -2,9 +2,9 @@
 
 The simulated monitor starts watching at the earliest event of the history (or at
 ``as_of`` if that is earlier). Events are taken in arrival order (the order given). Before
-each event the clock moves to the event's own time if that is later, stopping at every
-instant the ledger asked to be woken at (``next_due``), so every warning and breach between
-two events fires at its own time, as it would live. An event stamped earlier than the clock
+each event the clock moves to the event's own time if that is later, and every wake-up on
+the way is judged at its own instant (``tick(exact=True)``), so every warning and breach
+between two events fires at its own time, as it would live. An event stamped earlier than the clock
 arrived late and is applied as it is: fulfilment is judged by ``published_at``, not by
 arrival. Events stamped after ``as_of`` have not happened yet and are left out. At the end
 the clock moves to ``as_of``.
@@ -69,12 +69,9 @@ def replay(
 
 
 def advance(ledger: Ledger, now: int, effects: list[Effect]) -> None:
-    """Move the clock to ``now``, stopping at every wake-up the ledger asks for on the way."""
-    if ledger.clock is not None and now <= ledger.clock:
-        return
-    while (wake := ledger.next_due()) is not None and wake < now:
-        effects.extend(ledger.tick(wake))
-    effects.extend(ledger.tick(now))
+    """Move the clock to ``now``, judging every wake-up on the way at its own instant."""
+    if ledger.clock is None or now > ledger.clock:
+        effects.extend(ledger.tick(now, exact=True))
 
 
 def last_event_time(events: Iterable[tuple[int, Event]]) -> int | None:

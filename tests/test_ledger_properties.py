@@ -383,3 +383,24 @@ def test_history_strategy_reaches_the_interesting_cases() -> None:
 
     collect()
     assert {"opened", "met", "late", "breached", "paused", "cancelled", "assumed"} <= seen
+
+
+@PROPS
+@given(histories())
+def test_exact_tick_equals_stepping_through_every_wake_up(
+    history: tuple[int, list[Event]],
+) -> None:
+    """One ``tick(now, exact=True)`` judges each wake-up as if the clock had stopped there."""
+    base, events = history
+    end = _end(base)
+    one, many = Ledger(BOOK, CAL), Ledger(BOOK, CAL)
+    fx_one = one.tick(base)  # both start watching at the same instant
+    fx_many = many.tick(base)
+    for e in events:
+        fx_one += one.apply(e)
+        fx_many += many.apply(e)
+    fx_one += one.tick(end, exact=True)
+    while (wake := many.next_due()) is not None and wake <= end:
+        fx_many += many.tick(wake)
+    fx_many += many.tick(end)
+    assert sorted(fx_one) == sorted(fx_many)
