@@ -579,7 +579,7 @@ class Ledger:
     ) -> None:
         old_due = ob.due_at
         log = self._reschedule(subject, ob)
-        action, note = next(((a, n) for s, a, n in log if s is step), (REJECTED, "no effect"))
+        action, note = next(((a, n) for s, a, n in log if s[1] == step[1]), (REJECTED, "no effect"))
         if ob.due_at != old_due:
             note += f"; due {rfc3339(old_due)} -> {rfc3339(ob.due_at)}"
         ob.log(step[0], action, step[1], note)

@@ -25,13 +25,16 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+from deadlines import ledger as ledger_module
 from deadlines.calendar import WorkCalendar
 from deadlines.ledger import Ledger
 from deadlines.replay import replay
 from deadlines.report import CST
 from deadlines.rules import RuleBook, UnitConfig
+from govclock.compiled import CompileError, build_compiled_core, compiled_env
 from govclock.packs import bundled_pack_files, load_packs
 from govclock.runtime import tune_gc
 from schemas.events import EVENT_ADAPTER, Event
@@ -365,7 +368,9 @@ def throughput(n_events: int, seed: int) -> dict[str, Any]:
     for ob in ledger.obligations():
         statuses[ob.status] = statuses.get(ob.status, 0) + 1
     n = len(lines)
+    core = "compiled (mypyc)" if ledger_module.__file__.endswith(".so") else "interpreted"
     return {
+        "core": core,
         "events": n,
         "events_per_second": round(n / core_s),
         "decode_events_per_second": round(n / decode_s),
@@ -502,13 +507,17 @@ PHASES: dict[str, Callable[..., dict[str, Any]]] = {
 }
 
 
-def _phase(name: str, n: int, seed: int) -> dict[str, Any]:
-    """Run one phase in a fresh interpreter, so its memory figures are its own."""
+def _phase(name: str, n: int, seed: int, compiled: Path | None = None) -> dict[str, Any]:
+    """Run one phase in a fresh interpreter, so its memory figures are its own; with
+    ``compiled``, on the mypyc-compiled core."""
+    env = compiled_env(compiled) if compiled else None
     out = subprocess.run(
         [sys.executable, "-m", "govclock.bench", name, str(n), str(seed)],
         check=True,
         capture_output=True,
         text=True,
+        env=env,
+        cwd=compiled,
     )
     result: dict[str, Any] = json.loads(out.stdout)
     return result
@@ -516,13 +525,19 @@ def _phase(name: str, n: int, seed: int) -> dict[str, Any]:
 
 def run_bench(events: int, open_obligations: int, seed: int) -> dict[str, Any]:
     started = time.perf_counter()
-    tp = _phase("throughput", events, seed)
+    interpreted = _phase("throughput", events, seed)
+    try:
+        tp = _phase("throughput", events, seed, compiled=build_compiled_core())
+    except CompileError as exc:  # report the interpreted figure, and why
+        tp = {**interpreted, "compile_error": str(exc)[-2000:]}
     mem = _phase("memory", open_obligations, seed)
     small = _phase("sweep", 1000, seed)
     large = _phase("sweep", open_obligations, seed)
     return {
         "python": sys.version.split()[0],
         "events_per_second": tp["events_per_second"],
+        "core": tp["core"],
+        "events_per_second_interpreted": interpreted["events_per_second"],
         "open_obligations": mem["open_obligations"],
         "bytes_per_open_obligation": mem["bytes_per_open_obligation"],
         "peak_rss_bytes": max(p["peak_rss_bytes"] for p in (tp, mem, small, large)),
@@ -535,6 +550,7 @@ def run_bench(events: int, open_obligations: int, seed: int) -> dict[str, Any]:
             "sweep_ratio_large_to_1k": "<= 2.0",
         },
         "throughput": tp,
+        "throughput_interpreted": interpreted,
         "memory": mem,
         "sweep": {"1k": small, "large": large},
         "bench_seconds": round(time.perf_counter() - started, 1),
