@@ -26,11 +26,11 @@ from govclock.cli import replay_report, run_replay
 from govclock.packs import load_rulebook
 from schemas.events import EVENT_ADAPTER
 
-root = sys.argv[1]
-book = load_rulebook(units_file=root + "/examples/units.yaml")
-history = root + "/examples/sample-history.jsonl"
 from pathlib import Path
-report = replay_report(run_replay(Path(history), None, book, WorkCalendar.official()), Path(history))
+root = Path(sys.argv[1])
+book = load_rulebook(units_file=root / "examples" / "units.yaml")
+history = root / "examples" / "sample-history.jsonl"
+report = replay_report(run_replay(history, None, book, WorkCalendar.official()), history)
 events = [(i, EVENT_ADAPTER.validate_python(e)) for i, e in enumerate(Mix(3).history(4000, 60))]
 result = replay(Ledger(_book(50), WorkCalendar.official()), events,
                 int((T0 + timedelta(days=90)).timestamp()), start=int(T0.timestamp()))
