@@ -1,0 +1,1 @@
+"""Tests against real local servers (the embedded Tansu broker); marked ``integration``."""
