@@ -144,26 +144,24 @@ class _Event(_Model):
     )
 
 
-class IncidentReported(_Event):
+class _Incident(_Event):
+    incident_id: Id
+    occurred_at: Instant
+    title: Text
+    severity: Severity
+    deaths: Count | None = None
+    injured: Count | None = Field(default=None, description="Serious injuries.")
+    social_impact: Literal["significant"] | None = None
+
+
+class IncidentReported(_Incident):
     type: Literal["incident.reported"]
-    incident_id: Id
-    occurred_at: Instant
-    title: Text
-    severity: Severity
-    deaths: Count | None = None
-    injured: Count | None = Field(default=None, description="Serious injuries.")
-    social_impact: Literal["significant"] | None = None
 
 
-class IncidentUpdated(_Event):
+class IncidentUpdated(_Incident):
+    """The incident as now known; it replaces earlier reports and updates."""
+
     type: Literal["incident.updated"]
-    incident_id: Id
-    occurred_at: Instant
-    title: Text
-    severity: Severity
-    deaths: Count | None = None
-    injured: Count | None = Field(default=None, description="Serious injuries.")
-    social_impact: Literal["significant"] | None = None
 
 
 class DocumentIssued(_Event):
