@@ -19,7 +19,7 @@ Asia/Shanghai) of the last day; a publication is in time if ``published_at <= du
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, NamedTuple
@@ -251,7 +251,11 @@ class Ledger:
         self._new_units: list[str] = list(book.units)
         self._calendar_year: int | None = None
         self._next_year_at = -(2**62)  # the next 1 January 00:00 to open yearly duties at
-        self._calendar_done: dict[tuple[str, str], int] = {}
+        #: Subjects changed since the runtime last took them (to write to its table).
+        self.dirty: set[str] = set()
+        #: Whether this ledger owns a subject key (a partitioned runtime opens yearly duties
+        #: only for the unit subjects of its own partitions).
+        self.owns: Callable[[str], bool] = lambda key: True
         self._wheel: dict[int, list[Obligation]] = {}
         self._times: list[int] = []
         self._unit_kinds = book.all_ref_kinds()
@@ -281,28 +285,59 @@ class Ledger:
         ``own_time`` is the event's own time as :func:`instant` gives it, if the caller has
         it already (replay does)."""
         effects: list[Effect] = []
-        if event.unit not in self.units:
-            self.units[event.unit] = self.book.pack_for(event.unit)
-            self._new_units.append(event.unit)
         routes = self.route(event)
         if not routes:
+            self.note_unit(event.unit)
             self.unrouted += 1
             return effects
-        fresh = False
         own = own_time or instant(getattr(event, TIME_FIELD[event.type]))
+        fresh = False
         for ref, value in routes:
-            key = f"{ref}={value}"
-            subject = self.subjects.get(key)
-            if subject is None:
-                subject = self.subjects[key] = Subject(key)
-            if event.event_id in subject.seen:
-                continue
-            fresh = True
-            subject.seen += (event.event_id,)
-            self._apply_to(subject, ref, value, event, own, effects)
+            fresh = self._apply_one(ref, value, event, own, effects) or fresh
         if not fresh:
             self.duplicates += 1
         return effects
+
+    def apply_to_subject(
+        self, key: str, event: Event, own_time: tuple[int, bool] | None = None
+    ) -> list[Effect]:
+        """Apply an event to one of the subjects it names (``ref=value``, as :meth:`route`
+        gives them): the partitioned runtime delivers an event once per subject."""
+        ref, _, value = key.partition("=")
+        if (ref, value) not in self.route(event):
+            raise ValueError(f"event {event.event_id} does not name subject {key!r}")
+        effects: list[Effect] = []
+        own = own_time or instant(getattr(event, TIME_FIELD[event.type]))
+        if not self._apply_one(ref, value, event, own, effects):
+            self.duplicates += 1
+        return effects
+
+    def _apply_one(
+        self, ref: str, value: str, event: Event, own: tuple[int, bool], fx: list[Effect]
+    ) -> bool:
+        """Apply to the subject ``ref=value``; False if it had seen this event already."""
+        self.note_unit(event.unit)
+        key = f"{ref}={value}"
+        subject = self.subjects.get(key)
+        if subject is None:
+            subject = self.subjects[key] = Subject(key)
+        if event.event_id in subject.seen:
+            return False
+        subject.seen += (event.event_id,)
+        self.dirty.add(key)
+        self._apply_to(subject, ref, value, event, own, fx)
+        return True
+
+    def note_unit(self, unit: str) -> None:
+        """Remember a unit (its yearly duties are opened on 1 January). A unit is remembered
+        durably by its subject ``unit=…``, which the owner of that key keeps."""
+        if unit not in self.units:
+            self.units[unit] = self.book.pack_for(unit)
+            self._new_units.append(unit)
+            key = f"{_UNIT}={unit}"
+            if key not in self.subjects and self.owns(key):
+                self.subjects[key] = Subject(key)
+                self.dirty.add(key)
 
     def _apply_to(
         self,
@@ -650,7 +685,10 @@ class Ledger:
         times, wheel = self._times, self._wheel
         while times and times[0] <= now:
             t = heapq.heappop(times)
-            for ob in wheel.pop(t, ()):
+            bucket = wheel.pop(t, ())
+            if len(bucket) > 1:  # a canonical order, whatever the order of scheduling
+                bucket.sort(key=_by_id)
+            for ob in bucket:
                 if ob.wake == t:
                     ob.wake = None
                     if ob.status == PENDING:
@@ -660,6 +698,7 @@ class Ledger:
         return fx
 
     def _fire(self, ob: Obligation, now: int, fx: list[Effect]) -> None:
+        self.dirty.add(ob.home)
         if now > ob.due_at:
             ob.status = MISSED
             ob.warned_until = ob.due_at
@@ -697,13 +736,12 @@ class Ledger:
         trig = _CalendarTrigger(unit="", event_id=f"calendar:{year}")
         for unit in units:
             key = f"{_UNIT}={unit}"
+            if not self.owns(key):
+                continue
             for rule in self.units[unit].calendar_rules:
-                done_key = (unit, rule.id)
-                already = self._calendar_done.get(done_key, 0) >= year
-                if already or not rule.applies_on(day_of(jan1)):
-                    continue
-                self._calendar_done[done_key] = year
                 subject = self.subjects.get(key) or self.subjects.setdefault(key, Subject(key))
+                if not rule.applies_on(day_of(jan1)) or subject.find(rule.id, f"{unit}/{year - 1}"):
+                    continue
                 ob = Obligation(
                     rule,
                     f"{unit}/{year - 1}",
@@ -717,6 +755,7 @@ class Ledger:
                 due, _ = self._window_end(ob, jan1)
                 if due < now and not (watched_new_year and unit not in newcomers):
                     continue
+                self.dirty.add(key)
                 self._open(
                     subject,
                     rule,
@@ -759,6 +798,7 @@ class Ledger:
                     continue
                 old_due = ob.due_at
                 self._reschedule(subject, ob)
+                self.dirty.add(subject.key)
                 at = self.clock if self.clock is not None else ob.opened_at
                 if ob.due_at != old_due or not ob.calendar_assumed:
                     detail = f"holiday table loaded; due {rfc3339(old_due)} -> {rfc3339(ob.due_at)}"
@@ -768,6 +808,32 @@ class Ledger:
                     self._judge(subject, ob, fx)
                 self._schedule(ob)
         return fx
+
+    # -- the runtime's table ------------------------------------------------------------
+
+    def load_subject(self, subject: Subject) -> None:
+        """Take a subject restored from durable state and file its obligations' wake-ups."""
+        self.drop_subject(subject.key)
+        self.subjects[subject.key] = subject
+        if subject.key.startswith(f"{_UNIT}="):
+            self.note_unit(subject.key[len(_UNIT) + 1 :])
+            self.dirty.discard(subject.key)
+        for ob in subject.obligations or ():
+            self.note_unit(ob.unit)
+            ob.wake = None
+            self._schedule(ob)
+
+    def drop_subject(self, key: str) -> None:
+        """Forget a subject (its partition moved to another worker)."""
+        subject = self.subjects.pop(key, None)
+        self.dirty.discard(key)
+        for ob in subject.obligations or () if subject else ():
+            ob.wake = None  # its wheel entries are now stale and will be skipped
+
+    def take_dirty(self) -> list[Subject]:
+        """The subjects changed since the last call, to be written to durable state."""
+        keys, self.dirty = self.dirty, set()
+        return [self.subjects[k] for k in sorted(keys) if k in self.subjects]
 
     # -- reading ----------------------------------------------------------------------
 
@@ -813,6 +879,10 @@ class _CalendarTrigger:
     unit: str
     event_id: str
     type: str = "calendar.yearly"
+
+
+def _by_id(ob: Obligation) -> tuple[str, str]:
+    return (ob.rule.id, ob.subject_id)
 
 
 def _path(obj: Any, path: tuple[str, ...]) -> Any:
