@@ -371,7 +371,7 @@ def test_history_strategy_reaches_the_interesting_cases() -> None:
     """Guard against a generator that never opens, fulfils or breaches anything."""
     seen: set[str] = set()
 
-    @settings(max_examples=200, deadline=None, database=None)
+    @settings(max_examples=200, deadline=None, database=None, derandomize=True)
     @given(histories())
     def collect(history: tuple[int, list[Event]]) -> None:
         base, events = history
