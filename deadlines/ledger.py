@@ -266,16 +266,7 @@ class Ledger:
 
     def route(self, event: Event) -> list[tuple[str, str]]:
         """The subjects an event names, as (ref, value) pairs, in a fixed order."""
-        ev: Any = event  # one of the union; fields are looked up by type below
-        etype = event.type
-        out = [(name, getattr(ev, name)) for name in OWN_REF_FIELDS[etype]]
-        if etype == "document.published" or etype == "opinion.detected":
-            for name, value in ev.refs.__dict__.items():  # the refs model's fields
-                if value is not None and (name, value) not in out:
-                    out.append((name, value))
-            if etype == "document.published" and ev.kind in self._unit_kinds:
-                out.append((_UNIT, ev.unit))
-        return out
+        return route(event, self._unit_kinds)
 
     # -- events -----------------------------------------------------------------------
 
@@ -879,6 +870,22 @@ class _CalendarTrigger:
     unit: str
     event_id: str
     type: str = "calendar.yearly"
+
+
+def route(event: Event, unit_kinds: frozenset[str]) -> list[tuple[str, str]]:
+    """The subjects an event names, as (ref, value) pairs, in a fixed order: its own ids,
+    the ids in its ``refs``, and its unit for publications of a kind judged per unit
+    (``unit_kinds``, from :meth:`RuleBook.all_ref_kinds`)."""
+    ev: Any = event  # one of the union; fields are looked up by type below
+    etype = event.type
+    out = [(name, getattr(ev, name)) for name in OWN_REF_FIELDS[etype]]
+    if etype == "document.published" or etype == "opinion.detected":
+        for name, value in ev.refs.__dict__.items():  # the refs model's fields
+            if value is not None and (name, value) not in out:
+                out.append((name, value))
+        if etype == "document.published" and ev.kind in unit_kinds:
+            out.append((_UNIT, ev.unit))
+    return out
 
 
 def _by_id(ob: Obligation) -> tuple[str, str]:

@@ -1,0 +1,159 @@
+"""What a worker does with its partitions, without Faust: testable with no broker.
+
+A worker holds one pure :class:`~deadlines.ledger.Ledger` per partition it owns. Records on
+the subject-events topic are of three kinds (:func:`encode_record`):
+
+* ``{"event": {...}}`` keyed by a subject: the event, applied to that one subject;
+* ``{"unit": "…"}`` keyed ``unit=…``: a unit was seen (its yearly duties belong here);
+* ``{"tick": epoch}`` sent to one partition: time has passed (the sweeper's heartbeat).
+
+Because ticks travel in the same log as events, a partition's log alone determines its
+state: replaying it gives the same obligations and the same effects, in the same order.
+Changed subjects are returned as ``(key, bytes)`` for the table (changelog).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka.partitioner import murmur2
+
+from deadlines.calendar import WorkCalendar
+from deadlines.ledger import Effect, Ledger, Subject, route
+from deadlines.rules import RuleBook
+from deadlines.state import RuleRegistry, decode_subject, encode_subject, rules_used
+from schemas.events import Event, EventError, parse_event
+
+UNIT_REF = "unit"
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2) gives a subject key."""
+    hashed: int = murmur2(key.encode())
+    return (hashed & 0x7FFFFFFF) % partitions
+
+
+def encode_record(kind: str, value: Any) -> bytes:
+    return json.dumps({kind: value}, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """An accepted event and the subject keys it must be delivered to."""
+
+    event: Event
+    keys: tuple[str, ...]
+
+
+class RecordError(ValueError):
+    """A record that cannot be processed; goes to the dead-letter topic with this reason."""
+
+
+def accept(raw: bytes, unit_kinds: frozenset[str]) -> Routed:
+    """Validate an ingest record and say which subjects it goes to (raises RecordError)."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RecordError(f"not valid JSON: {exc}") from None
+    try:
+        event = parse_event(data)
+    except EventError as exc:
+        raise RecordError(str(exc)) from None
+    return Routed(event, tuple(f"{r}={v}" for r, v in route(event, unit_kinds)))
+
+
+class Worker:
+    """The ledgers of one worker's partitions."""
+
+    def __init__(self, book: RuleBook, calendar: WorkCalendar, partitions: int) -> None:
+        self.book = book
+        self.calendar = calendar
+        self.partitions = partitions
+        self.rules = RuleRegistry(book)
+        self.ledgers: dict[int, Ledger] = {}
+        self.frozen_rules: dict[str, dict[str, Any]] = {}  # rule texts in use, by key
+
+    def ledger(self, partition: int) -> Ledger:
+        led = self.ledgers.get(partition)
+        if led is None:
+            led = self.ledgers[partition] = Ledger(self.book, self.calendar)
+            n = self.partitions
+            led.owns = lambda key: partition_of(key, n) == partition
+        return led
+
+    def restore(self, partition: int, items: Iterable[tuple[str, bytes]]) -> int:
+        """Rebuild a partition's ledger from its table rows; returns the subject count."""
+        led = self.ledgers.pop(partition, None)
+        led = self.ledger(partition)
+        count = 0
+        for _key, blob in items:
+            data = json.loads(blob)
+            for key, text in data.get("rules", {}).items():
+                if key not in self.rules:
+                    self.rules.add_frozen(key, text)
+            led.load_subject(decode_subject(data["subject"], self.rules))
+            count += 1
+        led.dirty.clear()
+        return count
+
+    def release(self, partition: int) -> None:
+        """The partition went to another worker."""
+        self.ledgers.pop(partition, None)
+
+    def handle(self, partition: int, key: str | None, raw: bytes) -> list[Effect]:
+        """Apply one subject-events record of ``partition``."""
+        try:
+            record = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RecordError(f"not valid JSON: {exc}") from None
+        led = self.ledger(partition)
+        if "tick" in record:
+            return led.tick(int(record["tick"]))
+        if "unit" in record:
+            led.note_unit(str(record["unit"]))
+            return []
+        if "event" not in record or key is None:
+            raise RecordError(
+                "expected {'event': …} with a subject key, {'unit': …} or {'tick': …}"
+            )
+        try:
+            event = parse_event(record["event"])
+            return led.apply_to_subject(key, event)
+        except EventError as exc:
+            raise RecordError(str(exc)) from None
+        except ValueError as exc:  # the event does not name this subject
+            raise RecordError(str(exc)) from None
+
+    def changed(self, partition: int) -> list[tuple[str, bytes]]:
+        """Table rows for the subjects changed since the last call."""
+        led = self.ledgers.get(partition)
+        if led is None:
+            return []
+        return [(s.key, self.encode(s)) for s in led.take_dirty()]
+
+    def encode(self, subject: Subject) -> bytes:
+        rules = {
+            k: self.frozen_rules.setdefault(k, RuleRegistry.frozen(self._rule(k)))
+            for k in rules_used(subject)
+        }
+        row = {"subject": encode_subject(subject), "rules": rules}
+        return json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode()
+
+    def _rule(self, key: str) -> Any:
+        rule = self.rules.get(key)
+        assert rule is not None, key
+        return rule
+
+    def next_due(self, partition: int) -> int | None:
+        led = self.ledgers.get(partition)
+        return led.next_due() if led is not None else None
+
+
+def effect_record(effect: Effect) -> bytes:
+    """A notification record: the effect as JSON, with its idempotency key."""
+    data = effect._asdict()
+    data["key"] = effect.key
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
