@@ -92,7 +92,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Until the live monitor lands: replay the bundled sample history and print the report."""
+    """The live monitor: embedded broker (or KAFKA_BROKER), Faust worker, web server."""
+    from streams.main import run
+    from streams.settings import load_settings
+
+    return run(load_settings())
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Replay the bundled sample history and print the report."""
     history = EXAMPLES / "sample-history.jsonl"
     book = load_rulebook(units_file=EXAMPLES / "units.yaml")
     result = run_replay(history, args.as_of, book, _calendar([]))
@@ -149,9 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--packs", help="directory of extra/overriding rule packs (*.yaml)")
         p.add_argument("--units", help="units file: which pack and kind each unit uses")
 
-    p = sub.add_parser("run", help="run the monitor (for now: the bundled sample history)")
-    p.add_argument("--as-of", help="report time (default: the last event)")
+    p = sub.add_parser("run", help="run the live monitor (settings from the environment/.env)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="replay the bundled sample history and print the report")
+    p.add_argument("--as-of", help="report time (default: the last event)")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("replay", help="run a history (JSON Lines) through the core")
     p.add_argument("file")

@@ -16,7 +16,7 @@ from govclock.cli import main
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "examples" / "sample-history.jsonl"
 UNITS = ROOT / "examples" / "units.yaml"
-SUBCOMMANDS = ("run", "replay", "rules", "bench", "schemas")
+SUBCOMMANDS = ("run", "demo", "replay", "rules", "bench", "schemas")
 STATUS_MARK = {
     "met": "met",
     "late": "LATE",
@@ -63,7 +63,7 @@ def section(text: str, title: str) -> list[list[str]]:
 
 
 def test_run_prints_the_sample_report(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = cli(capsys, "run")
+    code, out, _ = cli(capsys, "demo")
     assert code == 0
     assert out.startswith("govclock report as of 2026-04-07 10:00 (Asia/Shanghai)\n")
     assert "events: 36 applied, 1 duplicates ignored, 1 rejected, 0 after as-of" in out
@@ -83,7 +83,7 @@ def test_run_prints_the_sample_report(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_run_is_the_replay_of_the_bundled_sample(capsys: pytest.CaptureFixture[str]) -> None:
-    _, run_out, _ = cli(capsys, "run")
+    _, run_out, _ = cli(capsys, "demo")
     code, replay_out, err = cli(capsys, "replay", str(SAMPLE), "--units", str(UNITS))
     assert code == 0
     assert run_out == replay_out
@@ -91,7 +91,7 @@ def test_run_is_the_replay_of_the_bundled_sample(capsys: pytest.CaptureFixture[s
 
 
 def test_run_as_of(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = cli(capsys, "run", "--as-of", "2026-03-10")
+    code, out, _ = cli(capsys, "demo", "--as-of", "2026-03-10")
     assert code == 0
     assert out.startswith("govclock report as of 2026-03-10 23:59 (Asia/Shanghai)\n")
     assert "18 after as-of" in out
@@ -102,7 +102,7 @@ def test_run_end_to_end() -> None:
     if not script.exists():
         pytest.skip("govclock script not installed next to the interpreter")
     proc = subprocess.run(
-        [str(script), "run"], capture_output=True, text=True, timeout=60, check=False
+        [str(script), "demo"], capture_output=True, text=True, timeout=60, check=False
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("govclock report as of ")
@@ -162,7 +162,7 @@ def test_table_is_the_default_format(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_table_shows_date_only_fulfilment_as_a_date(capsys: pytest.CaptureFixture[str]) -> None:
-    _, out, _ = cli(capsys, "run")
+    _, out, _ = cli(capsys, "demo")
     rows = {(r[1], r[2]): r for r in obligation_rows(out)}
     # unverifiable  first_release_5h  I-2026-045  sh-yingji  opened  due  2026-03-20  feed-0002
     row = rows[("first_release_5h", "I-2026-045")]

@@ -1,0 +1,59 @@
+"""Ingest agent: validate each incoming event and deliver it once per subject it names.
+
+Reads ``govclock-events`` (any key), writes ``govclock-subject-events`` keyed by subject;
+a record that is not a valid event goes to the dead-letter topic with the reason and the
+agent carries on. The first time a unit is seen, a unit record goes to ``unit=<unit>`` so
+the worker that owns that key opens the unit's yearly duties.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from streams.runtime import RecordError, accept, encode_record
+
+if TYPE_CHECKING:
+    from streams.app import Context
+
+
+def dead_letter(raw: bytes, reason: str, message: Any) -> bytes:
+    return json.dumps(
+        {
+            "reason": reason,
+            "topic": message.topic,
+            "partition": message.partition,
+            "offset": message.offset,
+            "record": raw.decode("utf-8", errors="replace")[:10_000],
+        },
+        ensure_ascii=False,
+    ).encode()
+
+
+def register(ctx: Context) -> None:
+    unit_kinds = ctx.book.all_ref_kinds()
+    units_seen: set[str] = set()
+
+    @ctx.app.agent(ctx.events, name="ingest")
+    async def ingest(stream: Any) -> None:
+        async for batch in stream.take_events(1000, within=0.05):
+            for event in batch:
+                raw: bytes = event.value
+                try:
+                    routed = accept(raw, unit_kinds)
+                except RecordError as exc:
+                    ctx.count("rejected")
+                    await ctx.dead_letters.send(value=dead_letter(raw, str(exc), event.message))
+                    continue
+                ctx.count("ingested")
+                unit = routed.event.unit
+                if unit not in units_seen:
+                    units_seen.add(unit)
+                    key = f"unit={unit}"
+                    await ctx.subject_events.send(
+                        key=key.encode(), value=encode_record("unit", unit)
+                    )
+                body = json.loads(raw)
+                record = encode_record("event", body)
+                for key in routed.keys:
+                    await ctx.subject_events.send(key=key.encode(), value=record)

@@ -1,0 +1,75 @@
+"""Ledger agent: apply subject records to the partition's ledger, persist, emit effects.
+
+Reads ``govclock-subject-events`` in batches; each partition's records are applied in
+order to that partition's ledger (events, unit notes and the sweeper's ticks alike); the
+subjects that changed are written to the ``subjects`` table (changelog) in that partition,
+and every effect goes to ``govclock-notifications`` in the same partition, keyed by the
+obligation id. A bad record goes to the dead-letter topic; the agent carries on.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from agents.ingest import dead_letter
+from streams.app import in_partition
+from streams.runtime import RecordError, effect_record
+
+if TYPE_CHECKING:
+    from streams.app import Context
+
+
+def register(ctx: Context) -> None:
+    worker = ctx.worker
+
+    @ctx.app.agent(ctx.subject_events, name="ledger")
+    async def ledger(stream: Any) -> None:
+        async for batch in stream.take_events(2000, within=0.02):
+            by_partition: dict[int, list[Any]] = {}
+            for event in batch:
+                by_partition.setdefault(event.message.partition, []).append(event)
+            for partition, events in by_partition.items():
+                effects = []
+                for event in events:
+                    key = event.key.decode() if event.key else None
+                    try:
+                        effects += worker.handle(partition, key, event.value)
+                    except RecordError as exc:
+                        ctx.count("dead_letters")
+                        await ctx.dead_letters.send(
+                            value=dead_letter(event.value, str(exc), event.message)
+                        )
+                with in_partition(events[-1]):
+                    for key, row in worker.changed(partition):
+                        ctx.table[key.encode()] = row
+                for fx in effects:
+                    ctx.count(f"effects_{fx.kind}")
+                    await ctx.notifications.send(
+                        key=fx.obligation_id.encode(),
+                        value=effect_record(fx),
+                        partition=partition,
+                    )
+
+    @ctx.app.on_rebalance_complete.connect
+    async def restore(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """After table recovery: rebuild the ledgers of the partitions we now own."""
+        owned = set(ctx.assigned())
+        for p in list(worker.ledgers):
+            if p not in owned:
+                worker.release(p)
+        rows: dict[int, list[tuple[str, bytes]]] = {p: [] for p in owned}
+        from streams.runtime import partition_of
+
+        for k, v in ctx.table.items():
+            key = k.decode() if isinstance(k, bytes) else str(k)
+            p = partition_of(key, worker.partitions)
+            if p in rows and v is not None:
+                rows[p].append((key, v))
+        restored = {p: worker.restore(p, items) for p, items in rows.items()}
+        ctx.ready = True
+        ctx.app.log.info(f"govclock: restored {json.dumps(restored)} subjects by partition")
+
+    @ctx.app.on_partitions_revoked.connect
+    async def revoked(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        ctx.ready = False

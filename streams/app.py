@@ -1,0 +1,151 @@
+"""The Faust app: topics and the subjects table declared once, agents and views registered.
+
+``create_app(settings, bootstrap)`` builds everything from settings (no import-time app),
+so tests and ``govclock run`` each make their own.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+from faust.streams import _current_event
+
+from deadlines.calendar import WorkCalendar
+from deadlines.rules import RuleBook
+from govclock.calendar_files import load_calendar_file
+from govclock.packs import load_rulebook
+from streams.journal import Journal
+from streams.runtime import Worker
+from streams.settings import Settings
+from streams.topics import (
+    APP_ID,
+    DEAD_LETTERS,
+    EVENTS,
+    NOTIFICATIONS,
+    SUBJECT_EVENTS,
+    SUBJECTS_TABLE,
+)
+
+#: Faust settings the embedded broker needs (docs/broker.md in ../shared, measured).
+EMBEDDED_BROKER_SETTINGS: dict[str, Any] = {
+    "broker_session_timeout": 6.0,
+    "broker_heartbeat_interval": 2.0,
+    "recovery_consistency_check": False,
+}
+
+
+@dataclass
+class Context:
+    """What the agents and views share in one worker process."""
+
+    app: faust.App
+    settings: Settings
+    book: RuleBook
+    worker: Worker
+    journal: Journal
+    events: Any
+    subject_events: Any
+    notifications: Any
+    dead_letters: Any
+    table: Any
+    ready: bool = False
+    started_at: float = field(default_factory=time.time)
+    stats: dict[str, int] = field(default_factory=dict)
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.stats[name] = self.stats.get(name, 0) + n
+
+    def assigned(self) -> list[int]:
+        """The partitions of the subject-events topic this worker owns now."""
+        return sorted(
+            tp.partition
+            for tp in self.app.assignor.assigned_actives()
+            if tp.topic == SUBJECT_EVENTS
+        )
+
+
+@contextmanager
+def in_partition(event: Any) -> Iterator[None]:
+    """Make ``event`` Faust's current event, so table writes land in its partition (a
+    batch from ``take_events`` otherwise leaves the batch's last event current)."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+def load_calendar(settings: Settings) -> WorkCalendar:
+    cal = WorkCalendar.official()
+    years = [y for f in settings.calendar_files for y in load_calendar_file(f)]
+    return cal.with_years(years) if years else cal
+
+
+def create_app(
+    settings: Settings, bootstrap: str, *, store: str = "rocksdb://", embedded: bool = True
+) -> Context:
+    """The app, its topics and table, and the shared context; agents and views attached."""
+    extra = EMBEDDED_BROKER_SETTINGS if embedded else {}
+    app = faust.App(
+        APP_ID,
+        broker=f"kafka://{bootstrap}",
+        store=store,
+        datadir=str(settings.data_dir / "faust"),
+        web_enabled=True,
+        web_host=settings.web_host,
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+        web_in_thread=False,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        table_standby_replicas=0,
+        key_serializer="raw",
+        value_serializer="raw",
+        autodiscover=False,
+        **extra,
+    )
+    n = settings.partitions
+    events = app.topic(EVENTS, partitions=n, key_serializer="raw", value_serializer="raw")
+    subject_events = app.topic(
+        SUBJECT_EVENTS, partitions=n, key_serializer="raw", value_serializer="raw"
+    )
+    notifications = app.topic(
+        NOTIFICATIONS, partitions=n, key_serializer="raw", value_serializer="raw"
+    )
+    dead_letters = app.topic(DEAD_LETTERS, partitions=1, value_serializer="raw")
+    table = app.Table(
+        SUBJECTS_TABLE,
+        default=None,
+        partitions=n,
+        key_type=bytes,
+        value_type=bytes,
+        use_partitioner=True,
+    )
+    book = load_rulebook(packs_dir=settings.packs_dir, units_file=settings.units_file)
+    ctx = Context(
+        app=app,
+        settings=settings,
+        book=book,
+        worker=Worker(book, load_calendar(settings), n),
+        journal=Journal(settings.data_dir / "journal"),
+        events=events,
+        subject_events=subject_events,
+        notifications=notifications,
+        dead_letters=dead_letters,
+        table=table,
+    )
+    from agents import ingest, ledger, sweeper
+    from streams import web
+
+    ingest.register(ctx)
+    ledger.register(ctx)
+    sweeper.register(ctx)
+    web.register(ctx)
+    return ctx

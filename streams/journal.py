@@ -1,0 +1,56 @@
+"""The journal: every accepted event, appended to local disk before it is acknowledged.
+
+The embedded broker keeps nothing across its own restart. So that restarting ``govclock
+run`` loses nothing, the web ingestion appends each accepted request's events to the
+journal (fsync) before producing them; when the broker starts empty, the journal is produced
+into the fresh ingest topic before the worker starts, and the worker rebuilds all state
+from it. With a real Kafka cluster the topic is the record and the journal is a local copy.
+
+Format: JSON Lines, one event per line, in ``<data_dir>/journal/events.jsonl``. A torn last
+line (a crash mid-write) is skipped on reading and reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+
+class Journal:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.path = directory / "events.jsonl"
+        self._lock = threading.Lock()
+
+    def append(self, events: Sequence[dict[str, Any]]) -> None:
+        """Append events durably (written and fsynced before this returns)."""
+        if not events:
+            return
+        data = b"".join(
+            json.dumps(e, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+            for e in events
+        )
+        with self._lock:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def read(self) -> Iterator[bytes]:
+        """Every complete line, oldest first (a torn last line is left out)."""
+        if not self.path.exists():
+            return
+        with self.path.open("rb") as fh:
+            for line in fh:
+                if line.endswith(b"\n") and line.strip():
+                    yield line.rstrip(b"\n")
+
+    def count(self) -> int:
+        return sum(1 for _ in self.read())

@@ -1,0 +1,157 @@
+"""HTTP: event ingestion for CMS and incident systems, the obligations API, health.
+
+``POST /v1/events`` takes one JSON event (``application/json``) or a batch, one per line
+(``application/x-ndjson``). Every event of a request is validated first: any bad one gets
+the whole request a 400 naming each bad line and field, and nothing of it is taken. Then
+the events are appended to the journal (fsync) and produced to the ingest topic, and the
+answer waits for the broker's acknowledgement: a 202 means accepted durably. A broker that
+does not acknowledge in time gives 503 (the sender retries; ``event_id`` makes the retry
+harmless). Signatures: see :mod:`streams.signing` and docs/integrations.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from faust.web import Request, Response, View
+
+from deadlines.report import obligation_view
+from schemas.events import EventError, parse_event
+
+if TYPE_CHECKING:
+    from streams.app import Context
+
+MAX_BODY_BYTES = 1 << 20  # 1 MiB
+JSON_TYPES = ("application/json",)
+NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl")
+ACK_TIMEOUT_S = 10.0
+
+
+def parse_body(body: bytes, content_type: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The events of a request body and the problems, each with its line and fields."""
+    lines = [body] if content_type in JSON_TYPES else body.split(b"\n")
+    events: list[dict[str, Any]] = []
+    problems: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except (ValueError, UnicodeDecodeError) as exc:
+            problems.append(
+                {
+                    "line": number,
+                    "errors": [{"field": "(event)", "message": f"not valid JSON: {exc}"}],
+                }
+            )
+            continue
+        try:
+            parse_event(data)
+        except EventError as exc:
+            problems.append({"line": number, "errors": [e.model_dump() for e in exc.errors]})
+            continue
+        events.append(data)
+    if not events and not problems:
+        problems.append({"line": 1, "errors": [{"field": "(body)", "message": "no events"}]})
+    return events, problems
+
+
+def register(ctx: Context) -> None:
+    app = ctx.app
+
+    @app.page("/v1/events")
+    class EventsView(View):
+        async def post(self, request: Request) -> Response:
+            http: Any = request  # aiohttp's Request under Faust's web driver
+            content_type = (http.content_type or "").split(";")[0].strip().lower()
+            if content_type not in JSON_TYPES + NDJSON_TYPES:
+                return self.json(
+                    {
+                        "error": f"unsupported content type {content_type!r}; send "
+                        "application/json or application/x-ndjson"
+                    },
+                    status=415,
+                )
+            if (http.content_length or 0) > MAX_BODY_BYTES:
+                return self.json({"error": f"body over {MAX_BODY_BYTES} bytes"}, status=413)
+            body = await http.content.read(MAX_BODY_BYTES + 1)
+            if len(body) > MAX_BODY_BYTES:
+                return self.json({"error": f"body over {MAX_BODY_BYTES} bytes"}, status=413)
+            events, problems = parse_body(body, content_type)
+            if problems:
+                ctx.count("requests_rejected")
+                return self.json({"error": "invalid events", "problems": problems}, status=400)
+            ctx.journal.append(events)
+            try:
+                futures = [
+                    await ctx.events.send(
+                        key=e["event_id"].encode(),
+                        value=json.dumps(e, ensure_ascii=False).encode(),
+                    )
+                    for e in events
+                ]
+                await asyncio.wait_for(asyncio.gather(*futures), timeout=ACK_TIMEOUT_S)
+            except Exception as exc:  # the broker did not take it: the sender retries
+                ctx.count("requests_unavailable")
+                return self.json(
+                    {"error": f"broker unavailable ({type(exc).__name__}); retry later"},
+                    status=503,
+                    headers={"Retry-After": "5"},
+                )
+            ctx.count("requests_accepted")
+            return self.json(
+                {"accepted": len(events), "event_ids": [e["event_id"] for e in events]},
+                status=202,
+            )
+
+    @app.page("/v1/obligations")
+    class ObligationsView(View):
+        async def get(self, request: Request) -> Response:
+            q = request.query
+            status, unit, rule = q.get("status"), q.get("unit"), q.get("rule")
+            due_before = q.get("due_before")
+            try:
+                before = int(due_before) if due_before and due_before.isdigit() else None
+                if due_before and before is None:
+                    from govclock.timeparse import parse_as_of
+
+                    before = parse_as_of(due_before)
+            except ValueError as exc:
+                return self.json({"error": str(exc)}, status=400)
+            out = []
+            for led in ctx.worker.ledgers.values():
+                for ob in led.obligations():
+                    if status and ob.status != status:
+                        continue
+                    if unit and ob.unit != unit:
+                        continue
+                    if rule and ob.rule.id != rule:
+                        continue
+                    if before is not None and ob.due_at >= before:
+                        continue
+                    out.append(obligation_view(ob))
+            out.sort(key=lambda o: (o["due_at"], o["id"]))
+            return self.json({"obligations": out, "partitions": ctx.assigned()})
+
+    @app.page("/v1/obligations/{obligation_id}")
+    class ObligationView(View):
+        async def get(self, request: Request, obligation_id: str) -> Response:
+            for led in ctx.worker.ledgers.values():
+                ob = led.get(obligation_id)
+                if ob is not None:
+                    return self.json(obligation_view(ob))
+            return self.json({"error": f"no obligation {obligation_id!r} here"}, status=404)
+
+    @app.page("/healthz")
+    class Health(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"ok": True, "uptime_s": round(time.time() - ctx.started_at, 1)})
+
+    @app.page("/readyz")
+    class Ready(View):
+        async def get(self, request: Request) -> Response:
+            body = {"ready": ctx.ready, "partitions": ctx.assigned(), "stats": ctx.stats}
+            return self.json(body, status=200 if ctx.ready else 503)
