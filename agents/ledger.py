@@ -9,6 +9,7 @@ obligation id. A bad record goes to the dead-letter topic; the agent carries on.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -43,13 +44,24 @@ def register(ctx: Context) -> None:
                 with in_partition(events[-1]):
                     for key, row in worker.changed(partition):
                         ctx.table[key.encode()] = row
+                emitted = ctx.emitted
+                sent = []
                 for fx in effects:
                     ctx.count(f"effects_{fx.kind}")
-                    await ctx.notifications.send(
+                    if emitted is not None and fx.key in emitted:
+                        ctx.count("effects_already_emitted")
+                        continue
+                    fut = await ctx.notifications.send(
                         key=fx.obligation_id.encode(),
                         value=effect_record(fx),
                         partition=partition,
                     )
+                    sent.append((fx.key, fut))
+                if sent:
+                    await asyncio.gather(*(fut for _, fut in sent))  # acknowledged first
+                    if emitted is not None:
+                        for key in (k for k, _ in sent):
+                            emitted.add(key)
 
     @ctx.app.on_rebalance_complete.connect
     async def restore(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:

@@ -20,9 +20,11 @@ from deadlines.calendar import WorkCalendar
 from deadlines.rules import RuleBook
 from govclock.calendar_files import load_calendar_file
 from govclock.packs import load_rulebook
+from streams.emitted import EmittedKeys
 from streams.journal import Journal
 from streams.runtime import Worker
 from streams.settings import Settings
+from streams.sources import Source, load_sources
 from streams.topics import (
     APP_ID,
     DEAD_LETTERS,
@@ -54,6 +56,8 @@ class Context:
     notifications: Any
     dead_letters: Any
     table: Any
+    sources: dict[str, Source] = field(default_factory=dict)
+    emitted: EmittedKeys | None = None
     ready: bool = False
     started_at: float = field(default_factory=time.time)
     stats: dict[str, int] = field(default_factory=dict)
@@ -140,7 +144,11 @@ def create_app(
         notifications=notifications,
         dead_letters=dead_letters,
         table=table,
+        sources=load_sources(settings.sources_file),
+        emitted=EmittedKeys(settings.data_dir / "emitted"),
     )
+    if not ctx.sources:
+        app.log.warning("govclock: no sources file: unsigned requests are accepted")
     from agents import ingest, ledger, sweeper
     from streams import web
 

@@ -96,6 +96,11 @@ class Settings(BaseSettings):
         default=(),
         description="holiday table files, comma-separated (or a JSON list)",
     )
+    sources_file: Path | None = Field(
+        default=None,
+        description="webhook sources: secret, default unit and adapter of each "
+        "(docs/integrations.md); without it, unsigned requests are accepted",
+    )
     log_level: LogLevel = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
 
     # -- validation -------------------------------------------------------------------

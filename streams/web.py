@@ -20,6 +20,17 @@ from faust.web import Request, Response, View
 
 from deadlines.report import obligation_view
 from schemas.events import EventError, parse_event
+from streams.adapters import CAP_CONTENT_TYPES, AdapterError, get_adapter
+from streams.signing import (
+    GHOST_SIGNATURE_HEADER,
+    SIGNATURE_HEADER,
+    SOURCE_HEADER,
+    TIMESTAMP_HEADER,
+    SignatureError,
+    verify,
+    verify_ghost,
+)
+from streams.sources import Source
 
 if TYPE_CHECKING:
     from streams.app import Context
@@ -59,53 +70,164 @@ def parse_body(body: bytes, content_type: str) -> tuple[list[dict[str, Any]], li
     return events, problems
 
 
+def check_signature(ctx: Context, http: Any, body: bytes) -> Source | None:
+    """The verified source of a request (None in the unsigned development set-up);
+    raises SignatureError."""
+    if not ctx.sources:
+        return None
+    headers = http.headers
+    name = verify(
+        {n: src.secrets for n, src in ctx.sources.items()},
+        headers.get(SOURCE_HEADER),
+        headers.get(TIMESTAMP_HEADER),
+        headers.get(SIGNATURE_HEADER),
+        body,
+        int(time.time()),
+    )
+    return ctx.sources[name]
+
+
+def check_ghost(source: Source, header: str | None, body: bytes) -> None:
+    """Ghost signs with its own header; any of the source's secrets (rotation) may match."""
+    error = SignatureError("no secret configured")
+    for secret in source.secrets:
+        try:
+            verify_ghost(secret, header, body, now=int(time.time()))
+            return
+        except SignatureError as exc:
+            error = exc
+    raise error
+
+
+async def read_body(http: Any) -> bytes | None:
+    """The body, or None when it is over the limit."""
+    if (http.content_length or 0) > MAX_BODY_BYTES:
+        return None
+    body: bytes = await http.content.read(MAX_BODY_BYTES + 1)
+    return None if len(body) > MAX_BODY_BYTES else body
+
+
 def register(ctx: Context) -> None:
     app = ctx.app
+
+    async def accept_events(view: View, events: list[dict[str, Any]]) -> Response:
+        """Journal, produce, and answer 202 only once the broker has acknowledged."""
+        ctx.journal.append(events)
+        try:
+            futures = [
+                await ctx.events.send(
+                    key=e["event_id"].encode(),
+                    value=json.dumps(e, ensure_ascii=False).encode(),
+                )
+                for e in events
+            ]
+            await asyncio.wait_for(asyncio.gather(*futures), timeout=ACK_TIMEOUT_S)
+        except Exception as exc:  # the broker did not take it: the sender retries
+            ctx.count("requests_unavailable")
+            return view.json(
+                {"error": f"broker unavailable ({type(exc).__name__}); retry later"},
+                status=503,
+                headers={"Retry-After": "5"},
+            )
+        ctx.count("requests_accepted")
+        ctx.count("events_accepted", len(events))
+        return view.json(
+            {"accepted": len(events), "event_ids": [e["event_id"] for e in events]},
+            status=202,
+        )
+
+    def too_large(view: View) -> Response:
+        return view.json({"error": f"body over {MAX_BODY_BYTES} bytes"}, status=413)
+
+    def unauthorized(view: View, exc: SignatureError) -> Response:
+        ctx.count("requests_unauthorized")
+        return view.json({"error": f"signature: {exc}"}, status=401)
+
+    def adapted(
+        view: View, adapter: str, body: bytes, unit: str | None, source: str
+    ) -> list[dict[str, Any]] | Response:
+        if not unit:
+            return view.json(
+                {
+                    "error": f"{adapter} payloads carry no unit: configure the source's unit "
+                    "(or pass ?unit= in the unsigned development set-up)"
+                },
+                status=400,
+            )
+        try:
+            events = get_adapter(adapter)(
+                body, unit=unit, source=source, received_at=int(time.time())
+            )
+        except AdapterError as exc:
+            ctx.count("requests_rejected")
+            return view.json({"error": str(exc)}, status=400)
+        problems = []
+        for i, e in enumerate(events, start=1):
+            try:
+                parse_event(e)
+            except EventError as exc:
+                problems.append({"line": i, "errors": [x.model_dump() for x in exc.errors]})
+        if problems:
+            return view.json({"error": "invalid events", "problems": problems}, status=400)
+        return events
 
     @app.page("/v1/events")
     class EventsView(View):
         async def post(self, request: Request) -> Response:
             http: Any = request  # aiohttp's Request under Faust's web driver
             content_type = (http.content_type or "").split(";")[0].strip().lower()
-            if content_type not in JSON_TYPES + NDJSON_TYPES:
+            if content_type not in JSON_TYPES + NDJSON_TYPES + CAP_CONTENT_TYPES:
                 return self.json(
                     {
                         "error": f"unsupported content type {content_type!r}; send "
-                        "application/json or application/x-ndjson"
+                        "application/json, application/x-ndjson or application/cap+xml"
                     },
                     status=415,
                 )
-            if (http.content_length or 0) > MAX_BODY_BYTES:
-                return self.json({"error": f"body over {MAX_BODY_BYTES} bytes"}, status=413)
-            body = await http.content.read(MAX_BODY_BYTES + 1)
-            if len(body) > MAX_BODY_BYTES:
-                return self.json({"error": f"body over {MAX_BODY_BYTES} bytes"}, status=413)
+            body = await read_body(http)
+            if body is None:
+                return too_large(self)
+            try:
+                source = check_signature(ctx, http, body)
+            except SignatureError as exc:
+                return unauthorized(self, exc)
+            if content_type in CAP_CONTENT_TYPES:
+                unit = source.unit if source else http.query.get("unit")
+                name = source.name if source else "unsigned"
+                result = adapted(self, "cap", body, unit, name)
+                if isinstance(result, list):
+                    return await accept_events(self, result)
+                return result
             events, problems = parse_body(body, content_type)
             if problems:
                 ctx.count("requests_rejected")
                 return self.json({"error": "invalid events", "problems": problems}, status=400)
-            ctx.journal.append(events)
+            return await accept_events(self, events)
+
+    @app.page("/v1/hooks/{source_name}")
+    class HooksView(View):
+        """A CMS's own webhook payload (Ghost, Strapi, WordPress) or a CAP alert, turned
+        into events by the source's adapter."""
+
+        async def post(self, request: Request, source_name: str) -> Response:
+            http: Any = request
+            source = ctx.sources.get(source_name)
+            if source is None or source.adapter is None:
+                return self.json({"error": f"no adapter source {source_name!r}"}, status=404)
+            body = await read_body(http)
+            if body is None:
+                return too_large(self)
             try:
-                futures = [
-                    await ctx.events.send(
-                        key=e["event_id"].encode(),
-                        value=json.dumps(e, ensure_ascii=False).encode(),
-                    )
-                    for e in events
-                ]
-                await asyncio.wait_for(asyncio.gather(*futures), timeout=ACK_TIMEOUT_S)
-            except Exception as exc:  # the broker did not take it: the sender retries
-                ctx.count("requests_unavailable")
-                return self.json(
-                    {"error": f"broker unavailable ({type(exc).__name__}); retry later"},
-                    status=503,
-                    headers={"Retry-After": "5"},
-                )
-            ctx.count("requests_accepted")
-            return self.json(
-                {"accepted": len(events), "event_ids": [e["event_id"] for e in events]},
-                status=202,
-            )
+                if source.adapter == "ghost":
+                    check_ghost(source, http.headers.get(GHOST_SIGNATURE_HEADER), body)
+                else:
+                    check_signature(ctx, http, body)
+            except SignatureError as exc:
+                return unauthorized(self, exc)
+            result = adapted(self, source.adapter, body, source.unit, source.name)
+            if isinstance(result, list):
+                return await accept_events(self, result)
+            return result
 
     @app.page("/v1/obligations")
     class ObligationsView(View):

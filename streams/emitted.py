@@ -1,0 +1,30 @@
+"""Which effects this monitor has already emitted, by their deterministic key, on disk.
+
+After a restart on the embedded broker the worker rebuilds its state by replaying the
+journal, which derives every past effect again; at-least-once redelivery can do the same
+for a few. Effects whose key was emitted before are not sent again. The store lives in
+``<data_dir>/emitted`` (rocksdb via rocksdict), apart from the table state that a fresh
+broker makes stale. Consumers of the notifications topic should still deduplicate by key
+(a different worker, after a rebalance, has its own store).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rocksdict import Rdict
+
+
+class EmittedKeys:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = Rdict(str(path))
+
+    def __contains__(self, key: str) -> bool:
+        return key.encode() in self._db
+
+    def add(self, key: str) -> None:
+        self._db[key.encode()] = b"1"
+
+    def close(self) -> None:
+        self._db.close()
