@@ -9,7 +9,6 @@ obligation id. A bad record goes to the dead-letter topic; the agent carries on.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -41,27 +40,31 @@ def register(ctx: Context) -> None:
                         await ctx.dead_letters.send(
                             value=dead_letter(event.value, str(exc), event.message)
                         )
+                ctx.stats["applied"] = worker.applied
                 with in_partition(events[-1]):
                     for key, row in worker.changed(partition):
                         ctx.table[key.encode()] = row
                 emitted = ctx.emitted
-                sent = []
                 for fx in effects:
                     ctx.count(f"effects_{fx.kind}")
                     if emitted is not None and fx.key in emitted:
                         ctx.count("effects_already_emitted")
                         continue
-                    fut = await ctx.notifications.send(
+                    ctx.notifications.send_soon(
                         key=fx.obligation_id.encode(),
                         value=effect_record(fx),
                         partition=partition,
+                        callback=remember(fx.key),
                     )
-                    sent.append((fx.key, fut))
-                if sent:
-                    await asyncio.gather(*(fut for _, fut in sent))  # acknowledged first
-                    if emitted is not None:
-                        for key in (k for k, _ in sent):
-                            emitted.add(key)
+
+    def remember(key: str) -> Any:
+        """Record an effect as emitted once the broker has acknowledged it."""
+
+        def on_sent(fut: Any) -> None:
+            if ctx.emitted is not None and not fut.cancelled() and fut.exception() is None:
+                ctx.emitted.add(key)
+
+        return on_sent
 
     @ctx.app.on_rebalance_complete.connect
     async def restore(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:

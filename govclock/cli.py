@@ -125,6 +125,13 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.pipeline:
+        from govclock.bench_pipeline import run_pipeline_bench
+
+        result = run_pipeline_bench(events=args.events, seed=args.seed)
+        json.dump(result, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
     from govclock.bench import run_bench
 
     result = run_bench(events=args.events, open_obligations=args.open, seed=args.seed)
@@ -190,6 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events", type=int, default=300_000)
     p.add_argument("--open", type=int, default=1_000_000, help="open obligations to hold")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--pipeline",
+        action="store_true",
+        help="through the embedded broker and a worker, next to the raw consume rate",
+    )
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("schemas", help="check (default) or --write the JSON Schema files")

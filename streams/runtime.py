@@ -5,7 +5,8 @@ the subject-events topic are of three kinds (:func:`encode_record`):
 
 * ``{"event": {...}}`` keyed by a subject: the event, applied to that one subject;
 * ``{"unit": "…"}`` keyed ``unit=…``: a unit was seen (its yearly duties belong here);
-* ``{"tick": epoch}`` sent to one partition: time has passed (the sweeper's heartbeat).
+* ``{"tick": epoch}`` sent to one partition: time has passed (the sweeper's heartbeat);
+* ``{"batch": [[key, record], …]}``: several of the above for one partition, in order.
 
 Because ticks travel in the same log as events, a partition's log alone determines its
 state: replaying it gives the same obligations and the same effects, in the same order.
@@ -75,6 +76,7 @@ class Worker:
         self.rules = RuleRegistry(book)
         self.ledgers: dict[int, Ledger] = {}
         self.frozen_rules: dict[str, dict[str, Any]] = {}  # rule texts in use, by key
+        self.applied = 0  # subject records applied (events, unit notes, ticks)
 
     def ledger(self, partition: int) -> Ledger:
         led = self.ledgers.get(partition)
@@ -109,7 +111,16 @@ class Worker:
             record = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise RecordError(f"not valid JSON: {exc}") from None
+        if "batch" in record:
+            effects: list[Effect] = []
+            for item_key, item in record["batch"]:
+                effects += self._handle(partition, item_key, item)
+            return effects
+        return self._handle(partition, key, record)
+
+    def _handle(self, partition: int, key: str | None, record: dict[str, Any]) -> list[Effect]:
         led = self.ledger(partition)
+        self.applied += 1
         if "tick" in record:
             return led.tick(int(record["tick"]))
         if "unit" in record:
