@@ -90,6 +90,21 @@ class Mix:
             "refs": refs,
         }
 
+    def _step(
+        self, base: dict[str, str], aid: str, t: datetime, days: int, kind: str, **extra: Any
+    ) -> tuple[datetime, dict[str, Any]]:
+        """An application clock event ``days`` after ``t``."""
+        at = t + timedelta(days=days)
+        event = {
+            **base,
+            "event_id": self._id("e"),
+            "type": f"application.{kind}",
+            "application_id": aid,
+            "at": _day(at),
+            **extra,
+        }
+        return at, event
+
     def case(self, t: datetime) -> list[tuple[datetime, dict[str, Any]]]:
         """One real-world case starting at ``t``: its trigger and what follows."""
         r, rng = self.rng.random(), self.rng
@@ -163,47 +178,13 @@ class Mix:
             )
             step = rng.random()
             if step < 0.1:
-                for k, days in (("correction_requested", 2), ("corrected", 6)):
-                    out.append(
-                        (
-                            t + timedelta(days=days),
-                            {
-                                **base,
-                                "event_id": self._id("e"),
-                                "type": f"application.{k}",
-                                "application_id": aid,
-                                "at": _day(t + timedelta(days=days)),
-                            },
-                        )
-                    )
+                out += [self._step(base, aid, t, 2, "correction_requested")]
+                out += [self._step(base, aid, t, 6, "corrected")]
             elif step < 0.15:
-                for k, days in (("consultation_started", 5), ("consultation_ended", 12)):
-                    out.append(
-                        (
-                            t + timedelta(days=days),
-                            {
-                                **base,
-                                "event_id": self._id("e"),
-                                "type": f"application.{k}",
-                                "application_id": aid,
-                                "at": _day(t + timedelta(days=days)),
-                            },
-                        )
-                    )
+                out += [self._step(base, aid, t, 5, "consultation_started")]
+                out += [self._step(base, aid, t, 12, "consultation_ended")]
             elif step < 0.2:
-                out.append(
-                    (
-                        t + timedelta(days=20),
-                        {
-                            **base,
-                            "event_id": self._id("e"),
-                            "type": "application.extended",
-                            "application_id": aid,
-                            "at": _day(t + timedelta(days=20)),
-                            "working_days": 15,
-                        },
-                    )
-                )
+                out += [self._step(base, aid, t, 20, "extended", working_days=15)]
             if rng.random() < 0.95:
                 out.append(
                     self._pub(

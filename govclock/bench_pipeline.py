@@ -141,9 +141,12 @@ async def _post_due_soon(url: str, count: int, spread_s: float) -> None:
                 }
             )
         )
-    async with aiohttp.ClientSession() as session, session.post(
-        url, data="\n".join(lines), headers={"Content-Type": "application/x-ndjson"}
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            url, data="\n".join(lines), headers={"Content-Type": "application/x-ndjson"}
+        ) as resp,
+    ):
         if resp.status != 202:
             raise RuntimeError(f"latency probe not accepted: {resp.status}")
 
@@ -181,9 +184,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def run_pipeline_bench(events: int, seed: int, webhooks: int = 2000) -> dict[str, Any]:
-    lines = [
-        json.dumps(e, ensure_ascii=False).encode() for e in Mix(seed).history(events, 365)
-    ]
+    lines = [json.dumps(e, ensure_ascii=False).encode() for e in Mix(seed).history(events, 365)]
     n = len(lines)
     with tempfile.TemporaryDirectory(prefix="govclock-bench-") as tmp:
         data = Path(tmp)

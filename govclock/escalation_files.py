@@ -13,8 +13,6 @@ import os
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
 from deadlines.escalation import (
     PolicyBook,
     PolicyError,
@@ -23,6 +21,7 @@ from deadlines.escalation import (
     policy_problems,
 )
 from deadlines.roster import Roster, RosterError, build_roster, parse_roster
+from govclock.yaml_files import read_yaml
 
 __all__ = [
     "bundled_policy_file",
@@ -36,23 +35,11 @@ def bundled_policy_file() -> Path:
     return Path(str(resources.files("deadlines") / "policies" / "default.yaml"))
 
 
-def _read_yaml(path: Path, error: type[ValueError]) -> object:
-    try:
-        with path.open(encoding="utf-8") as fh:  # a stream, so YAML errors name the file
-            return yaml.safe_load(fh)
-    except yaml.YAMLError as exc:
-        raise error(f"{path}: not valid YAML: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise error(f"{path}: not UTF-8: {exc.reason} at byte {exc.start}") from None
-    except OSError as exc:
-        raise error(f"{path}: cannot read: {exc.strerror}") from None
-
-
 def load_policies(path: str | Path | None = None) -> PolicyBook:
     """The policy file at ``path`` (else ``GOVCLOCK_POLICY_FILE``, else the bundled one)."""
     chosen = path or os.environ.get("GOVCLOCK_POLICY_FILE") or None
     file = Path(chosen) if chosen is not None else bundled_policy_file()
-    data = _read_yaml(file, PolicyError)
+    data = read_yaml(file, PolicyError)
     return build_policies(parse_policies(data, str(file)), str(file))
 
 
@@ -62,7 +49,7 @@ def load_roster(path: str | Path | None = None) -> Roster:
     if chosen is None:
         raise RosterError("no roster file: give one, or set GOVCLOCK_ROSTER_FILE")
     file = Path(chosen)
-    data = _read_yaml(file, RosterError)
+    data = read_yaml(file, RosterError)
     if data is None:
         raise RosterError(f"{file}: empty file; a roster needs people and units")
     return build_roster(parse_roster(data, str(file)), str(file))

@@ -12,8 +12,6 @@ from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
 from deadlines.rules import (
     UNIT_KINDS,
     Pack,
@@ -24,6 +22,7 @@ from deadlines.rules import (
     build_pack,
     parse_pack,
 )
+from govclock.yaml_files import read_yaml as read_yaml_file
 
 DEFAULT_PACK = "default"
 
@@ -34,13 +33,7 @@ def bundled_pack_files() -> list[Path]:
 
 
 def read_yaml(path: Path) -> object:
-    try:
-        with path.open(encoding="utf-8") as fh:  # a stream, so YAML errors name the file
-            return yaml.safe_load(fh)
-    except yaml.YAMLError as exc:
-        raise RulePackError(f"{path}: not valid YAML: {exc}") from None
-    except OSError as exc:
-        raise RulePackError(f"{path}: cannot read: {exc.strerror}") from None
+    return read_yaml_file(path, RulePackError)
 
 
 def load_packs(files: Iterable[Path]) -> dict[str, Pack]:

@@ -19,8 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from govclock.yaml_files import read_yaml
 from streams.adapters import ADAPTER_NAMES
 
 
@@ -70,8 +69,4 @@ def parse_sources(data: object, where: str, env: Mapping[str, str]) -> dict[str,
 def load_sources(path: Path | None) -> dict[str, Source]:
     if path is None:
         return {}
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise SourcesError(f"{path}: cannot read: {exc}") from None
-    return parse_sources(data, str(path), os.environ)
+    return parse_sources(read_yaml(path, SourcesError), str(path), os.environ)
