@@ -1,0 +1,159 @@
+"""Prometheus metrics: every name, unit and label in one place.
+
+One prefix (``govclock_``), base units (seconds, ratios), ``_total`` counters, bounded
+labels only: rule ids, statuses, units (a configured set), event types, channels, sources
+(configured names), reason classes — never an obligation, incident or person, never a
+phone number. The registry is passed in (tests use their own).
+
+Counters and histograms are fed by the agents as things happen; the state of the ledgers
+(open obligations, next deadlines, calendar assumptions) is read at scrape time by
+:class:`LedgerCollector`, so it is always exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+PREFIX = "govclock"
+
+#: Bounded reasons an input is refused (labels of ``govclock_events_rejected_total``).
+REJECT_REASONS = ("invalid_json", "invalid_event", "signature", "too_large", "content_type")
+#: Notification delivery states (labels of ``govclock_notifications_total``).
+NOTIFICATION_STATES = ("sent", "delivered", "failed", "acknowledged")
+
+#: How many of the nearest deadlines ``govclock_obligation_next_due_timestamp_seconds``
+#: shows (label ``rank``), so a dashboard can list what falls due next.
+NEXT_DUE_RANKS = 10
+
+
+class Metrics:
+    """The metrics of one worker process."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.events_ingested = Counter(
+            f"{PREFIX}_events_ingested_total",
+            "Events accepted by the ingest agent, by event type.",
+            ["type"],
+            registry=registry,
+        )
+        self.events_rejected = Counter(
+            f"{PREFIX}_events_rejected_total",
+            "Inputs refused (HTTP or topic), by reason class.",
+            ["reason"],
+            registry=registry,
+        )
+        self.source_last_event = Gauge(
+            f"{PREFIX}_source_last_event_timestamp_seconds",
+            "When each source last sent an accepted event (a silent source is an alert).",
+            ["source"],
+            registry=registry,
+        )
+        self.effects = Counter(
+            f"{PREFIX}_effects_total",
+            "Ledger effects emitted, by kind (opened, warned, breached, met, late, ...).",
+            ["kind", "rule"],
+            registry=registry,
+        )
+        self.breaches = Counter(
+            f"{PREFIX}_breaches_total",
+            "Obligations whose window passed without evidence, by rule and unit.",
+            ["rule", "unit"],
+            registry=registry,
+        )
+        self.fulfilments = Counter(
+            f"{PREFIX}_fulfilments_total",
+            "Obligations closed by evidence, by outcome (met, late, unverifiable).",
+            ["rule", "unit", "outcome"],
+            registry=registry,
+        )
+        self.time_to_fulfil = Histogram(
+            f"{PREFIX}_time_to_fulfil_ratio",
+            "Time from window start to evidence, as a fraction of the window (1 = at the "
+            "deadline).",
+            ["rule"],
+            buckets=(0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.5, 2.0, 5.0),
+            registry=registry,
+        )
+        self.detection_delay = Histogram(
+            f"{PREFIX}_breach_detection_delay_seconds",
+            "From a deadline to the sweeper noticing its breach.",
+            buckets=(0.25, 0.5, 1, 2, 5, 30, 300, 3600),
+            registry=registry,
+        )
+        self.notifications = Counter(
+            f"{PREFIX}_notifications_total",
+            "Notifications by channel and delivery state.",
+            ["channel", "state"],
+            registry=registry,
+        )
+        self.due_to_first_notification = Histogram(
+            f"{PREFIX}_due_to_first_notification_seconds",
+            "From a breach to the first notification about it.",
+            ["rule"],
+            buckets=(1, 5, 15, 60, 300, 900, 3600),
+            registry=registry,
+        )
+        self.sweeper_heartbeat = Gauge(
+            f"{PREFIX}_sweeper_heartbeat_timestamp_seconds",
+            "When the sweeper last ran on this worker.",
+            registry=registry,
+        )
+        self.ready = Gauge(
+            f"{PREFIX}_ready", "1 once tables are recovered and ledgers rebuilt.", registry=registry
+        )
+
+    def observe_effect(self, effect: Any) -> None:
+        """Count one ledger effect (a :class:`deadlines.ledger.Effect`)."""
+        self.effects.labels(effect.kind, effect.rule_id).inc()
+        if effect.kind == "breached":
+            self.breaches.labels(effect.rule_id, effect.unit).inc()
+            if effect.detected_at is not None:
+                self.detection_delay.observe(max(0, effect.detected_at - effect.due_at - 1))
+        elif effect.kind in ("met", "late", "unverifiable"):
+            self.fulfilments.labels(effect.rule_id, effect.unit, effect.kind).inc()
+
+
+class LedgerCollector(Collector):
+    """Ledger state at scrape time: open obligations, the nearest deadlines, assumptions."""
+
+    def __init__(self, obligations: Callable[[], Iterable[Any]]) -> None:
+        self._obligations = obligations
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        by_key: dict[tuple[str, str, str], int] = {}
+        assumed = 0
+        upcoming: list[tuple[int, str, str]] = []
+        for ob in self._obligations():
+            key = (ob.rule.id, ob.status, ob.unit)
+            by_key[key] = by_key.get(key, 0) + 1
+            if ob.status in ("pending", "paused", "missed") and ob.calendar_assumed:
+                assumed += 1
+            if ob.status == "pending":
+                upcoming.append((ob.due_at, ob.rule.id, ob.unit))
+        open_ = GaugeMetricFamily(
+            f"{PREFIX}_obligations",
+            "Obligations by rule, status and unit.",
+            labels=["rule", "status", "unit"],
+        )
+        for (rule, status, unit), n in sorted(by_key.items()):
+            open_.add_metric([rule, status, unit], n)
+        yield open_
+        nearest = GaugeMetricFamily(
+            f"{PREFIX}_obligation_next_due_timestamp_seconds",
+            f"The {NEXT_DUE_RANKS} nearest pending deadlines, by rank (1 = next).",
+            labels=["rank", "rule", "unit"],
+        )
+        for rank, (due, rule, unit) in enumerate(sorted(upcoming)[:NEXT_DUE_RANKS], start=1):
+            nearest.add_metric([str(rank), rule, unit], due)
+        yield nearest
+        yield GaugeMetricFamily(
+            f"{PREFIX}_calendar_assumed_obligations",
+            "Open obligations whose deadline rests on an assumed holiday calendar.",
+            value=assumed,
+        )
