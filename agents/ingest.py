@@ -52,9 +52,11 @@ def register(ctx: Context) -> None:
                     routed = accept(raw, unit_kinds)
                 except RecordError as exc:
                     ctx.count("rejected")
+                    ctx.metrics.events_rejected.labels("invalid_event").inc()
                     await ctx.dead_letters.send(value=dead_letter(raw, str(exc), event.message))
                     continue
                 ctx.count("ingested")
+                ctx.metrics.events_ingested.labels(routed.event.type).inc()
                 unit = routed.event.unit
                 if unit not in units_seen:
                     units_seen.add(unit)

@@ -47,6 +47,7 @@ def register(ctx: Context) -> None:
                 emitted = ctx.emitted
                 for fx in effects:
                     ctx.count(f"effects_{fx.kind}")
+                    ctx.metrics.observe_effect(fx)
                     if emitted is not None and fx.key in emitted:
                         ctx.count("effects_already_emitted")
                         continue
@@ -83,8 +84,10 @@ def register(ctx: Context) -> None:
                 rows[p].append((key, v))
         restored = {p: worker.restore(p, items) for p, items in rows.items()}
         ctx.ready = True
+        ctx.metrics.ready.set(1)
         ctx.app.log.info(f"govclock: restored {json.dumps(restored)} subjects by partition")
 
     @ctx.app.on_partitions_revoked.connect
     async def revoked(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         ctx.ready = False
+        ctx.metrics.ready.set(0)

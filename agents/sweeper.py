@@ -29,6 +29,7 @@ def register(ctx: Context) -> None:
             return
         now = int(time.time())
         ctx.stats["sweeper_heartbeat"] = now
+        ctx.metrics.sweeper_heartbeat.set(now)
         for p in ctx.assigned():
             led = ctx.worker.ledgers.get(p)
             clock = led.clock if led is not None else None

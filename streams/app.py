@@ -15,6 +15,7 @@ from typing import Any
 
 import faust
 from faust.streams import _current_event
+from prometheus_client import CollectorRegistry
 
 from deadlines.calendar import WorkCalendar
 from deadlines.rules import RuleBook
@@ -22,6 +23,7 @@ from govclock.calendar_files import load_calendar_file
 from govclock.packs import load_rulebook
 from streams.emitted import EmittedKeys
 from streams.journal import Journal
+from streams.metrics import LedgerCollector, Metrics
 from streams.runtime import Worker
 from streams.settings import Settings
 from streams.sources import Source, load_sources
@@ -58,6 +60,7 @@ class Context:
     table: Any
     sources: dict[str, Source] = field(default_factory=dict)
     emitted: EmittedKeys | None = None
+    metrics: Metrics = field(default_factory=lambda: Metrics(CollectorRegistry()))
     ready: bool = False
     started_at: float = field(default_factory=time.time)
     stats: dict[str, int] = field(default_factory=dict)
@@ -149,6 +152,10 @@ def create_app(
     )
     if not ctx.sources:
         app.log.warning("govclock: no sources file: unsigned requests are accepted")
+    worker = ctx.worker
+    ctx.metrics.registry.register(
+        LedgerCollector(lambda: (ob for led in worker.ledgers.values() for ob in led.obligations()))
+    )
     from agents import ingest, ledger, sweeper
     from streams import web
 

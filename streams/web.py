@@ -17,6 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from deadlines.report import obligation_view
 from schemas.events import EventError, parse_event
@@ -110,7 +111,9 @@ async def read_body(http: Any) -> bytes | None:
 def register(ctx: Context) -> None:
     app = ctx.app
 
-    async def accept_events(view: View, events: list[dict[str, Any]]) -> Response:
+    async def accept_events(
+        view: View, events: list[dict[str, Any]], source: str = "unsigned"
+    ) -> Response:
         """Journal, produce, and answer 202 only once the broker has acknowledged."""
         ctx.journal.append(events)
         try:
@@ -131,16 +134,21 @@ def register(ctx: Context) -> None:
             )
         ctx.count("requests_accepted")
         ctx.count("events_accepted", len(events))
+        ctx.metrics.source_last_event.labels(source).set(time.time())
         return view.json(
             {"accepted": len(events), "event_ids": [e["event_id"] for e in events]},
             status=202,
         )
 
+    rejected = ctx.metrics.events_rejected
+
     def too_large(view: View) -> Response:
+        rejected.labels("too_large").inc()
         return view.json({"error": f"body over {MAX_BODY_BYTES} bytes"}, status=413)
 
     def unauthorized(view: View, exc: SignatureError) -> Response:
         ctx.count("requests_unauthorized")
+        rejected.labels("signature").inc()
         return view.json({"error": f"signature: {exc}"}, status=401)
 
     def adapted(
@@ -177,6 +185,7 @@ def register(ctx: Context) -> None:
             http: Any = request  # aiohttp's Request under Faust's web driver
             content_type = (http.content_type or "").split(";")[0].strip().lower()
             if content_type not in JSON_TYPES + NDJSON_TYPES + CAP_CONTENT_TYPES:
+                rejected.labels("content_type").inc()
                 return self.json(
                     {
                         "error": f"unsupported content type {content_type!r}; send "
@@ -196,13 +205,14 @@ def register(ctx: Context) -> None:
                 name = source.name if source else "unsigned"
                 result = adapted(self, "cap", body, unit, name)
                 if isinstance(result, list):
-                    return await accept_events(self, result)
+                    return await accept_events(self, result, name)
                 return result
             events, problems = parse_body(body, content_type)
             if problems:
                 ctx.count("requests_rejected")
+                rejected.labels("invalid_event").inc()
                 return self.json({"error": "invalid events", "problems": problems}, status=400)
-            return await accept_events(self, events)
+            return await accept_events(self, events, source.name if source else "unsigned")
 
     @app.page("/v1/hooks/{source_name}")
     class HooksView(View):
@@ -226,7 +236,7 @@ def register(ctx: Context) -> None:
                 return unauthorized(self, exc)
             result = adapted(self, source.adapter, body, source.unit, source.name)
             if isinstance(result, list):
-                return await accept_events(self, result)
+                return await accept_events(self, result, source.name)
             return result
 
     @app.page("/v1/obligations")
@@ -266,6 +276,12 @@ def register(ctx: Context) -> None:
                 if ob is not None:
                     return self.json(obligation_view(ob))
             return self.json({"error": f"no obligation {obligation_id!r} here"}, status=404)
+
+    @app.page("/metrics")
+    class MetricsView(View):
+        async def get(self, request: Request) -> Response:
+            body = generate_latest(ctx.metrics.registry)
+            return self.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     @app.page("/healthz")
     class Health(View):
