@@ -1,0 +1,49 @@
+"""Metrics: effects are counted by bounded labels; ledger state is read exactly at scrape."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from deadlines.calendar import WorkCalendar
+from deadlines.ledger import Ledger
+from govclock.packs import load_rulebook
+from schemas.events import parse_event
+from streams.metrics import LedgerCollector, Metrics
+
+
+def scrape(registry: CollectorRegistry) -> dict[str, float]:
+    out = {}
+    for line in generate_latest(registry).decode().splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def test_effects_and_ledger_state_show_up_with_bounded_labels() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    ledger = Ledger(load_rulebook(), WorkCalendar.official())
+    registry.register(LedgerCollector(ledger.obligations))
+    event = parse_event(
+        {
+            "event_id": "e1",
+            "type": "incident.reported",
+            "unit": "u1",
+            "incident_id": "I-1",
+            "occurred_at": "2026-03-01T10:00:00+08:00",
+            "title": "t",
+            "severity": "II",
+        }
+    )
+    for fx in ledger.apply(event):
+        metrics.observe_effect(fx)
+    for fx in ledger.tick(1772352000):  # 2026-03-01T16:00+08:00, past the 5 h window
+        metrics.observe_effect(fx)
+    got = scrape(registry)
+    assert got['govclock_effects_total{kind="opened",rule="first_release_5h"}'] == 1
+    assert got['govclock_breaches_total{rule="first_release_5h",unit="u1"}'] == 1
+    assert got['govclock_obligations{rule="first_release_5h",status="missed",unit="u1"}'] == 1
+    assert got["govclock_breach_detection_delay_seconds_count"] == 1
+    # Labels never carry an obligation or incident id.
+    assert not any("I-1" in name for name in got)
