@@ -47,10 +47,10 @@ def register(ctx: Context) -> None:
                 emitted = ctx.emitted
                 for fx in effects:
                     ctx.count(f"effects_{fx.kind}")
-                    ctx.metrics.observe_effect(fx)
                     if emitted is not None and fx.key in emitted:
                         ctx.count("effects_already_emitted")
-                        continue
+                        continue  # re-derived after a restart: counted the first time
+                    ctx.metrics.observe_effect(fx)
                     ctx.notifications.send_soon(
                         key=fx.obligation_id.encode(),
                         value=effect_record(fx),
