@@ -16,10 +16,13 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
+from faust.exceptions import SameNode
 from faust.web import Request, Response, View
+from faust.web.exceptions import ServiceUnavailable
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from deadlines.report import obligation_view
+from deadlines.rules import RuleBook
 from schemas.events import EventError, parse_event
 from streams.adapters import CAP_CONTENT_TYPES, AdapterError, get_adapter
 from streams.signing import (
@@ -32,6 +35,7 @@ from streams.signing import (
     verify_ghost,
 )
 from streams.sources import Source
+from streams.topics import SUBJECTS_TABLE
 
 if TYPE_CHECKING:
     from streams.app import Context
@@ -86,6 +90,22 @@ def check_signature(ctx: Context, http: Any, body: bytes) -> Source | None:
         int(time.time()),
     )
     return ctx.sources[name]
+
+
+def home_subject(obligation_id: str, book: RuleBook) -> str | None:
+    """The subject key an obligation lives on, when its id alone says so (``rule:subject``):
+    the subject is the trigger's own id for most rules, the unit for yearly duties. For
+    rules that live on another subject (opinions about an incident) it cannot be told."""
+    rule_id, _, subject_id = obligation_id.partition(":")
+    rules = book.find(rule_id)
+    if not rules or not subject_id:
+        return None
+    rule = rules[0]
+    if rule.ref == "unit":
+        return f"unit={subject_id.rsplit('/', 1)[0]}"
+    if rule.id_path == rule.link_path:
+        return f"{rule.ref}={subject_id}"
+    return None
 
 
 def check_ghost(source: Source, header: str | None, body: bytes) -> None:
@@ -271,6 +291,17 @@ def register(ctx: Context) -> None:
     @app.page("/v1/obligations/{obligation_id}")
     class ObligationView(View):
         async def get(self, request: Request, obligation_id: str) -> Response:
+            home = home_subject(obligation_id, ctx.book)
+            if home is not None:
+                try:  # answered by the worker that owns the obligation's subject
+                    response: Response = await ctx.app.router.route_req(
+                        SUBJECTS_TABLE, home.encode(), self.web, request
+                    )
+                    return response
+                except SameNode:
+                    pass
+                except ServiceUnavailable:
+                    return self.json({"error": "the owning worker is not known yet"}, status=503)
             for led in ctx.worker.ledgers.values():
                 ob = led.get(obligation_id)
                 if ob is not None:

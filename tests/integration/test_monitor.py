@@ -901,6 +901,11 @@ def _two_workers(bootstrap: str, a: Monitor, b: Monitor) -> None:
     on_a = {o["id"] for o in a.obligations(query)}
     on_b = {o["id"] for o in b.obligations(query)}
     assert on_a and on_b and not on_a & on_b  # 40 subjects over 4 partitions: both hold some
+    # By id, either worker answers: the request goes to the worker that owns the subject.
+    for ob_id in (sorted(on_a)[0], sorted(on_b)[0]):
+        answers = [request(m.port, "GET", f"/v1/obligations/{quote(ob_id)}") for m in (a, b)]
+        assert [code for code, _ in answers] == [200, 200], answers
+        assert answers[0][1] == answers[1][1] and answers[0][1]["id"] == ob_id
 
     b.kill9()
     t_kill = time.monotonic()
