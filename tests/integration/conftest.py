@@ -42,3 +42,7 @@ def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "var"
     path.mkdir()
     return path
+
+
+# The monitor fixture lives beside the tests that introduced it; other modules use it too.
+from tests.integration.test_monitor import monitor_factory  # noqa: E402, F401

@@ -12,12 +12,7 @@ from typing import Any
 import pytest
 
 from streams.signing import SIGNATURE_HEADER, SOURCE_HEADER, TIMESTAMP_HEADER, signature_header
-from tests.integration.test_monitor import (  # noqa: F401  (monitor_factory is a fixture)
-    Monitor,
-    document,
-    monitor_factory,
-    wait_for,
-)
+from tests.integration.test_monitor import Monitor, document, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180)]
 
