@@ -25,7 +25,7 @@ def register(ctx: Context) -> None:
 
     @ctx.app.timer(SWEEP_INTERVAL, name="sweeper")  # type: ignore[untyped-decorator]
     async def sweep() -> None:
-        if not ctx.ready:
+        if not ctx.caught_up():
             return
         now = int(time.time())
         ctx.stats["sweeper_heartbeat"] = now

@@ -62,8 +62,22 @@ class Context:
     emitted: EmittedKeys | None = None
     metrics: Metrics = field(default_factory=lambda: Metrics(CollectorRegistry()))
     ready: bool = False
+    backlog: int = 0  # journaled events replayed at start, to be ingested before ready
+    _replay_done: bool = False
     started_at: float = field(default_factory=time.time)
     stats: dict[str, int] = field(default_factory=dict)
+
+    def caught_up(self) -> bool:
+        """Tables recovered, ledgers rebuilt, and (once, at start) the replayed journal
+        through the pipeline: until then a tick could judge an old trigger before its old
+        evidence is back, and report a breach that never happened."""
+        if not self.ready:
+            return False
+        if not self._replay_done:
+            taken = self.stats.get("ingested", 0) + self.stats.get("rejected", 0)
+            applied, routed = self.stats.get("applied", 0), self.stats.get("routed", 0)
+            self._replay_done = taken >= self.backlog and applied >= routed
+        return self._replay_done
 
     def count(self, name: str, n: int = 1) -> None:
         self.stats[name] = self.stats.get(name, 0) + n

@@ -65,12 +65,14 @@ def run(settings: Settings) -> int:
             endpoint.bootstrap, all_topic_specs(settings.partitions, settings.replication_factor)
         )
         log.info("govclock: topics %s", created)
+        replayed = 0
         if endpoint.fresh:
             clear_local_state(settings.data_dir)
             journal = Journal(settings.data_dir / "journal")
             replayed = replay_journal(journal, endpoint.bootstrap)
             log.info("govclock: replayed %d journaled events into a fresh broker", replayed)
         ctx = create_app(settings, endpoint.bootstrap, embedded=endpoint.embedded)
+        ctx.backlog = replayed  # not ready before these are through the pipeline
         worker = faust.Worker(
             ctx.app,
             loglevel=settings.log_level,

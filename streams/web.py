@@ -322,5 +322,11 @@ def register(ctx: Context) -> None:
     @app.page("/readyz")
     class Ready(View):
         async def get(self, request: Request) -> Response:
-            body = {"ready": ctx.ready, "partitions": ctx.assigned(), "stats": ctx.stats}
-            return self.json(body, status=200 if ctx.ready else 503)
+            ready = ctx.caught_up()
+            body = {
+                "ready": ready,
+                "partitions": ctx.assigned(),
+                "backlog": ctx.backlog,
+                "stats": ctx.stats,
+            }
+            return self.json(body, status=200 if ready else 503)
