@@ -1,0 +1,104 @@
+"""The Faust agents without a broker (``agent.test_context()``, memory store)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from streams.app import Context, create_app
+from streams.runtime import encode_record, partition_of
+from streams.settings import load_settings
+
+EVENT = {
+    "event_id": "d-1",
+    "type": "document.issued",
+    "unit": "sh-gov",
+    "document_id": "沪府办〔2026〕7号",
+    "issued_at": "2026-02-12",
+    "kind": "normative",
+    "disclosure": "proactive",
+    "title": "关于做好有关工作的通知",
+}
+
+
+class Sent:
+    """What the agents sent, per topic (the producer is not started without a broker)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, list[dict[str, Any]]] = {}
+
+    def recorder(self, topic: str) -> Any:
+        def send_soon(**kwargs: Any) -> Any:
+            self.records.setdefault(topic, []).append(kwargs)
+            return SimpleNamespace(message=SimpleNamespace(partition=kwargs.get("partition") or 0))
+
+        return send_soon
+
+    def async_recorder(self, topic: str) -> Any:
+        async def send(**kwargs: Any) -> Any:
+            return self.recorder(topic)(**kwargs)
+
+        return send
+
+
+@pytest.fixture
+def sent() -> Sent:
+    return Sent()
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, sent: Sent) -> Context:
+    settings = load_settings(
+        env_file=None, data_dir=tmp_path, kafka_broker="127.0.0.1:1", web_port=1
+    )
+    ctx = create_app(settings, "127.0.0.1:1", store="memory://", embedded=False)
+    ctx.subject_events.send_soon = sent.recorder("subject-events")
+    ctx.notifications.send_soon = sent.recorder("notifications")
+    ctx.dead_letters.send = sent.async_recorder("dead-letters")
+    ctx.table.send_changelog = lambda partition, key, value, *a, **k: sent.recorder("changelog")(
+        partition=partition, key=key, value=value
+    )
+    return ctx
+
+
+def agent(ctx: Context, name: str) -> Any:
+    return next(a for a in ctx.app.agents.values() if a.name.endswith(name))
+
+
+async def test_ingest_routes_a_valid_event_and_dead_letters_a_bad_one(
+    ctx: Context, sent: Sent
+) -> None:
+    async with agent(ctx, "ingest").test_context() as probe:
+        await probe.put(json.dumps(EVENT, ensure_ascii=False).encode())
+        await probe.put(b'{"event_id": "x", "type": "incident.reported"}')
+    assert ctx.stats["ingested"] == 1 and ctx.stats["rejected"] == 1
+    assert ctx.stats["routed"] == 2  # the document's subject and the unit note
+    batches = [json.loads(r["value"])["batch"] for r in sent.records["subject-events"]]
+    keys = sorted(k for batch in batches for k, _ in batch)
+    assert keys == [f"document_id={EVENT['document_id']}", "unit=sh-gov"]
+    for record, batch in zip(sent.records["subject-events"], batches, strict=True):
+        assert {partition_of(k, ctx.settings.partitions) for k, _ in batch} == {record["partition"]}
+    (dead,) = sent.records["dead-letters"]
+    assert "incident_id" in json.loads(dead["value"])["reason"]
+
+
+async def test_ledger_agent_applies_records_and_keeps_the_subject(ctx: Context, sent: Sent) -> None:
+    key = f"document_id={EVENT['document_id']}"
+    ctx.ready = True
+    async with agent(ctx, "ledger").test_context() as probe:
+        await probe.put(
+            encode_record("event", EVENT),
+            key=key.encode(),
+            partition=partition_of(key, ctx.settings.partitions),
+        )
+    led = ctx.worker.ledgers[partition_of(key, ctx.settings.partitions)]
+    ob = led.get(f"online_posting_10wd:{EVENT['document_id']}")
+    assert ob is not None and ob.status == "pending"
+    assert ctx.stats["effects_opened"] == 1
+    (note,) = sent.records["notifications"]
+    assert json.loads(note["value"])["kind"] == "opened"
+    assert [r["key"] for r in sent.records["changelog"]] == [key.encode()]
