@@ -13,11 +13,6 @@ from streams.broker import EmbeddedBroker
 from streams.topics import TopicSpec, create_topics
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # Slow tests run by default (`make test`, CI); `-m "not slow"` leaves them out locally.
-    config.addinivalue_line("markers", "slow: starts whole `govclock run` processes (minutes)")
-
-
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
     with EmbeddedBroker(tmp_path_factory.mktemp("broker"), start_timeout=10.0) as b:
