@@ -23,12 +23,14 @@ from typing import Any
 from aiokafka.partitioner import murmur2
 
 from deadlines.calendar import WorkCalendar
-from deadlines.ledger import Effect, Ledger, Subject, route
+from deadlines.ledger import Effect, Ledger, route
 from deadlines.rules import RuleBook
 from deadlines.state import RuleRegistry, decode_subject, encode_subject, rules_used
 from schemas.events import Event, EventError, parse_event
 
 UNIT_REF = "unit"
+#: Table keys of the per-partition rule-text rows (subject keys always contain "=").
+RULES_ROW = "rules@"
 
 
 def partition_of(key: str, partitions: int) -> int:
@@ -75,7 +77,8 @@ class Worker:
         self.partitions = partitions
         self.rules = RuleRegistry(book)
         self.ledgers: dict[int, Ledger] = {}
-        self.frozen_rules: dict[str, dict[str, Any]] = {}  # rule texts in use, by key
+        self.rules_stored: dict[int, set[str]] = {}  # rule versions whose text a partition holds
+        self._rules_keys: dict[int, str] = {}
         self.applied = 0  # subject records applied (events, unit notes, ticks)
 
     def ledger(self, partition: int) -> Ledger:
@@ -88,18 +91,22 @@ class Worker:
 
     def restore(self, partition: int, items: Iterable[tuple[str, bytes]]) -> int:
         """Rebuild a partition's ledger from its table rows; returns the subject count."""
-        led = self.ledgers.pop(partition, None)
+        self.ledgers.pop(partition, None)
         led = self.ledger(partition)
-        count = 0
-        for _key, blob in items:
+        subjects = []
+        for key, blob in items:
             data = json.loads(blob)
-            for key, text in data.get("rules", {}).items():
-                if key not in self.rules:
-                    self.rules.add_frozen(key, text)
-            led.load_subject(decode_subject(data["subject"], self.rules))
-            count += 1
+            if key.startswith(RULES_ROW):
+                for rule_key, text in data["rules"].items():
+                    if rule_key not in self.rules:
+                        self.rules.add_frozen(rule_key, text)
+                self.rules_stored[partition] = set(data["rules"])
+            else:
+                subjects.append(data["subject"])
+        for data in subjects:  # after the rule texts they refer to
+            led.load_subject(decode_subject(data, self.rules))
         led.dirty.clear()
-        return count
+        return len(subjects)
 
     def release(self, partition: int) -> None:
         """The partition went to another worker."""
@@ -139,19 +146,36 @@ class Worker:
             raise RecordError(str(exc)) from None
 
     def changed(self, partition: int) -> list[tuple[str, bytes]]:
-        """Table rows for the subjects changed since the last call."""
+        """Table rows for the subjects changed since the last call; plus the partition's
+        rule-text row when a rule version appears there for the first time."""
         led = self.ledgers.get(partition)
         if led is None:
             return []
-        return [(s.key, self.encode(s)) for s in led.take_dirty()]
+        rows = []
+        used: set[str] = set()
+        for subject in led.take_dirty():
+            used |= rules_used(subject)
+            row = {"subject": encode_subject(subject)}
+            rows.append((subject.key, json.dumps(row, ensure_ascii=False, separators=(",", ":"))))
+        stored = self.rules_stored.setdefault(partition, set())
+        if not used <= stored:
+            stored |= used
+            texts = {k: RuleRegistry.frozen(self._rule(k)) for k in sorted(stored)}
+            rows.append((self.rules_row_key(partition), json.dumps({"rules": texts})))
+        return [(k, v.encode()) for k, v in rows]
 
-    def encode(self, subject: Subject) -> bytes:
-        rules = {
-            k: self.frozen_rules.setdefault(k, RuleRegistry.frozen(self._rule(k)))
-            for k in rules_used(subject)
-        }
-        row = {"subject": encode_subject(subject), "rules": rules}
-        return json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode()
+    def rules_row_key(self, partition: int) -> str:
+        """A key that Kafka's partitioner puts in ``partition``: the frozen texts of the rule
+        versions the partition's obligations run under are stored there, once."""
+        key = self._rules_keys.get(partition)
+        if key is None:
+            key = next(
+                k
+                for k in (f"{RULES_ROW}{partition}#{i}" for i in range(1_000_000))
+                if partition_of(k, self.partitions) == partition
+            )
+            self._rules_keys[partition] = key
+        return key
 
     def _rule(self, key: str) -> Any:
         rule = self.rules.get(key)

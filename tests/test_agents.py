@@ -101,4 +101,8 @@ async def test_ledger_agent_applies_records_and_keeps_the_subject(ctx: Context, 
     assert ctx.stats["effects_opened"] == 1
     (note,) = sent.records["notifications"]
     assert json.loads(note["value"])["kind"] == "opened"
-    assert [r["key"] for r in sent.records["changelog"]] == [key.encode()]
+    partition = partition_of(key, ctx.settings.partitions)
+    rules_key = ctx.worker.rules_row_key(partition)
+    assert [r["key"] for r in sent.records["changelog"]] == [key.encode(), rules_key.encode()]
+    rules_row = json.loads(sent.records["changelog"][1]["value"])
+    assert list(rules_row["rules"]) == ["default/online_posting_10wd@2016-01-01"]
