@@ -101,6 +101,27 @@ class Settings(BaseSettings):
         description="webhook sources: secret, default unit and adapter of each "
         "(docs/integrations.md); without it, unsigned requests are accepted",
     )
+    public_url: str | None = Field(
+        default=None,
+        description="the URL people and Twilio reach this monitor at (acknowledgement links, "
+        "delivery callbacks)",
+    )
+    twilio_account_sid: str | None = Field(default=None, description="Twilio account SID")
+    twilio_auth_token: SecretStr | None = Field(
+        default=None, description="Twilio auth token (masked in logs)"
+    )
+    twilio_from: str | None = Field(default=None, description="sender number, E.164")
+    twilio_messaging_service_sid: str | None = Field(
+        default=None, description="Twilio messaging service (instead of a sender number)"
+    )
+    twilio_base_url: str | None = Field(
+        default=None, description="another API host (tests: a local fake Twilio)"
+    )
+    twilio_region: str | None = Field(default=None, description="Twilio region, e.g. sg1")
+    twilio_edge: str | None = Field(default=None, description="Twilio edge, e.g. singapore")
+    twilio_timeout: float | None = Field(
+        default=None, gt=0, description="seconds before a Twilio request is given up"
+    )
     log_level: LogLevel = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
 
     # -- validation -------------------------------------------------------------------
