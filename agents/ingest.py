@@ -61,9 +61,8 @@ def register(ctx: Context) -> None:
                 if unit not in units_seen:
                     units_seen.add(unit)
                     deliver(groups, f"unit={unit}", {"unit": unit})
-                body = json.loads(raw)
                 for key in routed.keys:
-                    deliver(groups, key, {"event": body})
+                    deliver(groups, key, {"event": routed.data})
             for partition, items in groups.items():
                 # One message per partition: the records keep their order within it.
                 ctx.subject_events.send_soon(

@@ -18,15 +18,15 @@ field and the bad value, e.g.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import yaml
 
-from deadlines.calendar import CalendarYear
+from deadlines.calendar import CalendarYear, WorkCalendar
 
-__all__ = ["CalendarFileError", "load_calendar_file", "parse_calendar_document"]
+__all__ = ["CalendarFileError", "load_calendar", "load_calendar_file", "parse_calendar_document"]
 
 MIN_YEAR = 1900
 MAX_YEAR = 2200
@@ -168,3 +168,10 @@ def _check_keys(mapping: Mapping[object, object], allowed: frozenset[str], where
 
 def _kind(value: object) -> str:
     return "nothing" if value is None else type(value).__name__
+
+
+def load_calendar(files: Iterable[str | Path]) -> WorkCalendar:
+    """The official calendar with the years of ``files`` loaded on top."""
+    official = WorkCalendar.official()
+    years = [y for f in files for y in load_calendar_file(f)]
+    return official.with_years(years) if years else official

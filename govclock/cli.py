@@ -17,7 +17,7 @@ from deadlines.replay import ReplayResult, last_event_time, replay
 from deadlines.report import build_report
 from deadlines.rules import RuleBook, RulePackError
 from deadlines.timefmt import rfc3339
-from govclock.calendar_files import CalendarFileError, load_calendar_file
+from govclock.calendar_files import CalendarFileError, load_calendar
 from govclock.history import HistoryError, read_history
 from govclock.packs import load_rulebook
 from govclock.runtime import tune_gc
@@ -25,12 +25,6 @@ from govclock.tables import render_report, render_rule, render_rules
 from govclock.timeparse import parse_as_of
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def _calendar(files: Sequence[str]) -> WorkCalendar:
-    cal = WorkCalendar.official()
-    years = [y for f in files for y in load_calendar_file(f)]
-    return cal.with_years(years) if years else cal
 
 
 def _book(args: argparse.Namespace) -> RuleBook:
@@ -79,7 +73,7 @@ def replay_report(result: ReplayResult, history: Path) -> dict[str, Any]:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     history = Path(args.file)
-    result = run_replay(history, args.as_of, _book(args), _calendar(args.calendar), args.strict)
+    result = run_replay(history, args.as_of, _book(args), load_calendar(args.calendar), args.strict)
     report = replay_report(result, history)
     if args.format == "json":
         json.dump(report, sys.stdout, ensure_ascii=False, indent=2)
@@ -103,7 +97,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Replay the bundled sample history and print the report."""
     history = EXAMPLES / "sample-history.jsonl"
     book = load_rulebook(units_file=EXAMPLES / "units.yaml")
-    result = run_replay(history, args.as_of, book, _calendar([]))
+    result = run_replay(history, args.as_of, book, load_calendar([]))
     sys.stdout.write(render_report(replay_report(result, history)))
     return 0
 

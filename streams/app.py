@@ -17,9 +17,8 @@ import faust
 from faust.streams import _current_event
 from prometheus_client import CollectorRegistry
 
-from deadlines.calendar import WorkCalendar
 from deadlines.rules import RuleBook
-from govclock.calendar_files import load_calendar_file
+from govclock.calendar_files import load_calendar
 from govclock.packs import load_rulebook
 from streams.emitted import EmittedKeys
 from streams.journal import Journal
@@ -102,12 +101,6 @@ def in_partition(event: Any) -> Iterator[None]:
         _current_event.reset(token)
 
 
-def load_calendar(settings: Settings) -> WorkCalendar:
-    cal = WorkCalendar.official()
-    years = [y for f in settings.calendar_files for y in load_calendar_file(f)]
-    return cal.with_years(years) if years else cal
-
-
 def create_app(
     settings: Settings, bootstrap: str, *, store: str = "rocksdb://", embedded: bool = True
 ) -> Context:
@@ -154,7 +147,7 @@ def create_app(
         app=app,
         settings=settings,
         book=book,
-        worker=Worker(book, load_calendar(settings), n),
+        worker=Worker(book, load_calendar(settings.calendar_files), n),
         journal=Journal(settings.data_dir / "journal"),
         events=events,
         subject_events=subject_events,
