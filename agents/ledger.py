@@ -37,13 +37,17 @@ def register(ctx: Context) -> None:
                         effects += worker.handle(partition, key, event.value)
                     except RecordError as exc:
                         ctx.count("dead_letters")
+                        msg = event.message
                         await ctx.dead_letters.send(
-                            value=dead_letter(event.value, str(exc), event.message)
+                            value=dead_letter(
+                                event.value, str(exc), msg.topic, msg.partition, msg.offset
+                            )
                         )
                 ctx.stats["applied"] = worker.applied
-                with in_partition(events[-1]):
-                    for key, row in worker.changed(partition):
-                        ctx.table[key.encode()] = row
+                rows = [(key.encode(), row) for key, row in worker.changed(partition)]
+                if rows:
+                    with in_partition(events[-1]):
+                        ctx.table.write_rows(partition, rows)
                 emitted = ctx.emitted
                 for fx in effects:
                     ctx.count(f"effects_{fx.kind}")

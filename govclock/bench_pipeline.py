@@ -200,6 +200,9 @@ def run_pipeline_bench(events: int, seed: int, webhooks: int = 2000) -> dict[str
                 "GOVCLOCK_DATA_DIR": str(data / "worker"),
                 "GOVCLOCK_WEB_PORT": str(port),
                 "GOVCLOCK_PARTITIONS": str(PARTITIONS),
+                # Tansu is not Kafka: the embedded broker's Faust settings (docs/broker.md)
+                "BROKER_SESSION_TIMEOUT": "6.0",
+                "BROKER_HEARTBEAT_INTERVAL": "2.0",
                 "GOVCLOCK_LOG_LEVEL": "WARNING",
             }
             log = (data / "worker.log").open("wb")

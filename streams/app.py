@@ -23,9 +23,11 @@ from govclock.packs import load_rulebook
 from streams.emitted import EmittedKeys
 from streams.journal import Journal
 from streams.metrics import LedgerCollector, Metrics
+from streams.notifier import NotifierService
 from streams.runtime import Worker
 from streams.settings import Settings
 from streams.sources import Source, load_sources
+from streams.table import RowsTable
 from streams.topics import (
     APP_ID,
     DEAD_LETTERS,
@@ -59,8 +61,10 @@ class Context:
     table: Any
     sources: dict[str, Source] = field(default_factory=dict)
     emitted: EmittedKeys | None = None
+    notifier: NotifierService | None = None  # escalation (agents/notifier.py); None: off
     metrics: Metrics = field(default_factory=lambda: Metrics(CollectorRegistry()))
     ready: bool = False
+    ingest_joined: bool = False  # the ingest consumer has its partitions (agents.ingest)
     backlog: int = 0  # journaled events replayed at start, to be ingested before ready
     _replay_done: bool = False
     started_at: float = field(default_factory=time.time)
@@ -70,7 +74,7 @@ class Context:
         """Tables recovered, ledgers rebuilt, and (once, at start) the replayed journal
         through the pipeline: until then a tick could judge an old trigger before its old
         evidence is back, and report a breach that never happened."""
-        if not self.ready:
+        if not self.ready or not self.ingest_joined:
             return False
         if not self._replay_done:
             taken = self.stats.get("ingested", 0) + self.stats.get("rejected", 0)
@@ -134,13 +138,17 @@ def create_app(
         NOTIFICATIONS, partitions=n, key_serializer="raw", value_serializer="raw"
     )
     dead_letters = app.topic(DEAD_LETTERS, partitions=1, value_serializer="raw")
-    table = app.Table(
-        SUBJECTS_TABLE,
-        default=None,
-        partitions=n,
-        key_type=bytes,
-        value_type=bytes,
-        use_partitioner=True,
+    table = app.tables.add(  # app.Table, with the multi-row changelog of streams.table
+        RowsTable(
+            app,
+            name=SUBJECTS_TABLE,
+            default=None,
+            beacon=app.tables.beacon,
+            partitions=n,
+            key_type=bytes,
+            value_type=bytes,
+            use_partitioner=True,
+        )
     )
     book = load_rulebook(packs_dir=settings.packs_dir, units_file=settings.units_file)
     ctx = Context(
@@ -169,5 +177,14 @@ def create_app(
     ingest.register(ctx)
     ledger.register(ctx)
     sweeper.register(ctx)
+
+    # -- escalation: the live notifier (agents/notifier.py, docs/escalation.md) ----------
+    # Roster, policies and the SMS channel from settings; off without a roster. The
+    # embedded broker always starts empty (docs/broker.md), so its state is re-seeded.
+    from agents import notifier
+
+    ctx.notifier = notifier.setup(ctx, fresh=embedded)
+    # ---------------------------------------------------------------------------------
+
     web.register(ctx)
     return ctx

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from aiokafka.partitioner import murmur2
 
 from deadlines.calendar import WorkCalendar
@@ -59,8 +60,8 @@ class RecordError(ValueError):
 def accept(raw: bytes, unit_kinds: frozenset[str]) -> Routed:
     """Validate an ingest record and say which subjects it goes to (raises RecordError)."""
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise RecordError(f"not valid JSON: {exc}") from None
     try:
         event = parse_event(data)
@@ -116,9 +117,11 @@ class Worker:
     def handle(self, partition: int, key: str | None, raw: bytes) -> list[Effect]:
         """Apply one subject-events record of ``partition``."""
         try:
-            record = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+            record = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
             raise RecordError(f"not valid JSON: {exc}") from None
+        if not isinstance(record, dict):
+            raise RecordError("expected a JSON object")
         if "batch" in record:
             effects: list[Effect] = []
             for item_key, item in record["batch"]:
@@ -156,14 +159,13 @@ class Worker:
         used: set[str] = set()
         for subject in led.take_dirty():
             used |= rules_used(subject)
-            row = {"subject": encode_subject(subject)}
-            rows.append((subject.key, json.dumps(row, ensure_ascii=False, separators=(",", ":"))))
+            rows.append((subject.key, orjson.dumps({"subject": encode_subject(subject)})))
         stored = self.rules_stored.setdefault(partition, set())
         if not used <= stored:
             stored |= used
             texts = {k: RuleRegistry.frozen(self._rule(k)) for k in sorted(stored)}
-            rows.append((self.rules_row_key(partition), json.dumps({"rules": texts})))
-        return [(k, v.encode()) for k, v in rows]
+            rows.append((self.rules_row_key(partition), orjson.dumps({"rules": texts})))
+        return rows
 
     def rules_row_key(self, partition: int) -> str:
         """A key that Kafka's partitioner puts in ``partition``: the frozen texts of the rule
@@ -192,4 +194,4 @@ def effect_record(effect: Effect) -> bytes:
     """A notification record: the effect as JSON, with its idempotency key."""
     data = effect._asdict()
     data["key"] = effect.key
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    return orjson.dumps(data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -9,9 +10,11 @@ from typing import Any
 
 import pytest
 
+from agents.ingest import IngestService
 from streams.app import Context, create_app
 from streams.runtime import encode_record, partition_of
 from streams.settings import load_settings
+from streams.table import ROWS_KEY, unpack_rows
 
 EVENT = {
     "event_id": "d-1",
@@ -40,7 +43,10 @@ class Sent:
 
     def async_recorder(self, topic: str) -> Any:
         async def send(**kwargs: Any) -> Any:
-            return self.recorder(topic)(**kwargs)
+            self.recorder(topic)(**kwargs)
+            acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            acked.set_result(None)
+            return acked
 
         return send
 
@@ -56,12 +62,10 @@ def ctx(tmp_path: Path, sent: Sent) -> Context:
         env_file=None, data_dir=tmp_path, kafka_broker="127.0.0.1:1", web_port=1
     )
     ctx = create_app(settings, "127.0.0.1:1", store="memory://", embedded=False)
-    ctx.subject_events.send_soon = sent.recorder("subject-events")
+    ctx.subject_events.send = sent.async_recorder("subject-events")
     ctx.notifications.send_soon = sent.recorder("notifications")
     ctx.dead_letters.send = sent.async_recorder("dead-letters")
-    ctx.table.send_changelog = lambda partition, key, value, *a, **k: sent.recorder("changelog")(
-        partition=partition, key=key, value=value
-    )
+    ctx.table.changelog_topic = SimpleNamespace(send_soon=sent.recorder("changelog"))
     return ctx
 
 
@@ -69,12 +73,21 @@ def agent(ctx: Context, name: str) -> Any:
     return next(a for a in ctx.app.agents.values() if a.name.endswith(name))
 
 
+def origin(offset: int) -> Any:
+    return SimpleNamespace(topic="govclock-events", partition=0, offset=offset)
+
+
 async def test_ingest_routes_a_valid_event_and_dead_letters_a_bad_one(
     ctx: Context, sent: Sent
 ) -> None:
-    async with agent(ctx, "ingest").test_context() as probe:
-        await probe.put(json.dumps(EVENT, ensure_ascii=False).encode())
-        await probe.put(b'{"event_id": "x", "type": "incident.reported"}')
+    service = IngestService(ctx)
+    acked = await service.process(
+        [
+            (json.dumps(EVENT, ensure_ascii=False).encode(), origin(0)),
+            (b'{"event_id": "x", "type": "incident.reported"}', origin(1)),
+        ]
+    )
+    await acked
     assert ctx.stats["ingested"] == 1 and ctx.stats["rejected"] == 1
     assert ctx.stats["routed"] == 2  # the document's subject and the unit note
     batches = [json.loads(r["value"])["batch"] for r in sent.records["subject-events"]]
@@ -83,7 +96,8 @@ async def test_ingest_routes_a_valid_event_and_dead_letters_a_bad_one(
     for record, batch in zip(sent.records["subject-events"], batches, strict=True):
         assert {partition_of(k, ctx.settings.partitions) for k, _ in batch} == {record["partition"]}
     (dead,) = sent.records["dead-letters"]
-    assert "incident_id" in json.loads(dead["value"])["reason"]
+    letter = json.loads(dead["value"])
+    assert "incident_id" in letter["reason"] and letter["offset"] == 1
 
 
 async def test_ledger_agent_applies_records_and_keeps_the_subject(ctx: Context, sent: Sent) -> None:
@@ -103,6 +117,10 @@ async def test_ledger_agent_applies_records_and_keeps_the_subject(ctx: Context, 
     assert json.loads(note["value"])["kind"] == "opened"
     partition = partition_of(key, ctx.settings.partitions)
     rules_key = ctx.worker.rules_row_key(partition)
-    assert [r["key"] for r in sent.records["changelog"]] == [key.encode(), rules_key.encode()]
-    rules_row = json.loads(sent.records["changelog"][1]["value"])
+    (record,) = sent.records["changelog"]  # one multi-row record for the batch
+    assert record["key"] == ROWS_KEY and record["partition"] == partition
+    rows = unpack_rows(record["value"])
+    assert [k for k, _ in rows] == [key.encode(), rules_key.encode()]
+    assert ctx.table[key.encode()] == rows[0][1]  # the local store has the row too
+    rules_row = json.loads(rows[1][1] or b"")
     assert list(rules_row["rules"]) == ["default/online_posting_10wd@2016-01-01"]
