@@ -167,9 +167,10 @@ class PolicyFields(_Spec):
     channels: list[Channel] | None = Field(
         default=None, min_length=1, description="Channels in fallback order."
     )
-    repeat_minutes: int | None = Field(default=None, ge=1, le=24 * 60)
+    # Minutes; fractions are allowed (0.1 = 6 s) for tests and drills, down to 3 s.
+    repeat_minutes: float | None = Field(default=None, ge=0.05, le=24 * 60)
     max_repeats: int | None = Field(default=None, ge=0, le=20)
-    escalate_after_minutes: int | None = Field(default=None, ge=1, le=7 * 24 * 60)
+    escalate_after_minutes: float | None = Field(default=None, ge=0.05, le=7 * 24 * 60)
 
     _channels = field_validator("channels")(_unique_channels)
 
@@ -186,9 +187,9 @@ class DefaultPolicySpec(PolicyFields):
     channels: list[Channel] | None = Field(
         default_factory=lambda: list[Channel](["sms", "voice"]), min_length=1
     )
-    repeat_minutes: int | None = Field(default=30, ge=1, le=24 * 60)
+    repeat_minutes: float | None = Field(default=30, ge=0.05, le=24 * 60)
     max_repeats: int | None = Field(default=3, ge=0, le=20)
-    escalate_after_minutes: int | None = Field(default=60, ge=1, le=7 * 24 * 60)
+    escalate_after_minutes: float | None = Field(default=60, ge=0.05, le=7 * 24 * 60)
 
     @model_validator(mode="after")
     def _complete(self) -> DefaultPolicySpec:
@@ -295,9 +296,9 @@ def _compile(name: str, fields: Mapping[str, Any]) -> Policy:
         warn=_targets(spec.warn),
         breach=tuple(_targets(r.notify) for r in spec.breach),
         channels=tuple(spec.channels),
-        repeat_seconds=spec.repeat_minutes * 60,
+        repeat_seconds=round(spec.repeat_minutes * 60),
         max_repeats=spec.max_repeats,
-        escalate_after_seconds=spec.escalate_after_minutes * 60,
+        escalate_after_seconds=round(spec.escalate_after_minutes * 60),
     )
 
 

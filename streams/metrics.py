@@ -1,9 +1,10 @@
 """Prometheus metrics: every name, unit and label in one place.
 
 One prefix (``govclock_``), base units (seconds, ratios), ``_total`` counters, bounded
-labels only: rule ids, statuses, units (a configured set), event types, channels, sources
-(configured names), reason classes — never an obligation, incident or person, never a
-phone number. The registry is passed in (tests use their own).
+labels only: rule ids, statuses, units (a configured set), event types, channels (the
+policy's ``sms``/``voice``, not the provider), sources (configured names), reason classes —
+never an obligation, incident or person, never a phone number. The registry is passed in
+(tests use their own).
 
 Counters and histograms are fed by the agents as things happen; the state of the ledgers
 (open obligations, next deadlines, calendar assumptions) is read at scrape time by
@@ -94,9 +95,24 @@ class Metrics:
         )
         self.due_to_first_notification = Histogram(
             f"{PREFIX}_due_to_first_notification_seconds",
-            "From a breach to the first notification about it.",
+            "From a deadline (due_at) to the first breach page about it being accepted by "
+            "its channel.",
             ["rule"],
             buckets=(1, 5, 15, 60, 300, 900, 3600),
+            registry=registry,
+        )
+        self.no_on_call = Counter(
+            f"{PREFIX}_no_on_call_total",
+            "Pages nobody could be given (nobody on call, or every person and channel of the "
+            "fallback chain failed), by the roster unit that should have been told.",
+            ["unit"],
+            registry=registry,
+        )
+        self.escalation_wake_lag = Histogram(
+            f"{PREFIX}_escalation_wake_lag_seconds",
+            "From the instant an escalation asked to wake (a repeat, the next rung, a send "
+            "to retry) to the notifier waking it.",
+            buckets=(0.25, 0.5, 1, 2, 5, 30, 300),
             registry=registry,
         )
         self.sweeper_heartbeat = Gauge(
@@ -107,6 +123,15 @@ class Metrics:
         self.ready = Gauge(
             f"{PREFIX}_ready", "1 once tables are recovered and ledgers rebuilt.", registry=registry
         )
+
+    def init_notifications(self, channels: Iterable[str], units: Iterable[str]) -> None:
+        """Create the notifier's series at 0 for every channel x state and every roster unit,
+        so rates and alerts see them before the first page (label sets stay bounded)."""
+        for channel in channels:
+            for state in NOTIFICATION_STATES:
+                self.notifications.labels(channel, state)
+        for unit in units:
+            self.no_on_call.labels(unit)
 
     def observe_effect(self, effect: Any) -> None:
         """Count one ledger effect (a :class:`deadlines.ledger.Effect`)."""

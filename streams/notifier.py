@@ -7,20 +7,39 @@ idempotency key (the channel's sent log answers a repeated key without sending a
 send that fails at once is reported back to the core (``on_delivery(..., "failed")``), which
 moves on to the next person or channel immediately; a ``NoOnCall`` is kept as an alert.
 Time is passed in (``now``); the agent that consumes the notifications topic supplies it.
+
+Two runtimes share this logic:
+
+* :class:`Notifier` — everything in memory, synchronous sends (tests, scripted runs);
+* :class:`LiveNotifier` — what the Faust agent runs (agents/notifier.py): states in a mapping
+  (the ``escalations`` table) as codec bytes, one input at a time
+  (:mod:`streams.escalation_inputs`), sends in a thread pool so the event loop never blocks,
+  a send the provider could not take yet retried with backoff, and an index of when each
+  obligation next wants to wake, per partition, for the timer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable, Mapping
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from deadlines.escalation import (
+    BREACHED,
+    DELIVERY_FAILED,
+    WARNED,
+    WATCHING,
     EscalationState,
     NoOnCall,
     Notify,
     PolicyBook,
+    Sent,
     next_wake,
     on_ack,
     on_delivery,
@@ -28,9 +47,30 @@ from deadlines.escalation import (
     start,
     tick,
 )
+from deadlines.escalation_codec import CodecError, decode_state, encode_state
 from deadlines.ledger import Effect
-from deadlines.roster import Roster
-from streams.channels.base import Channel, OutboundMessage, SendResult
+from deadlines.roster import Roster, mask_phone
+from streams.channels.base import (
+    Channel,
+    OutboundMessage,
+    PermanentChannelError,
+    SendResult,
+    SentLog,
+    TransientChannelError,
+)
+from streams.escalation_inputs import (
+    AckInput,
+    DeliveryInput,
+    EffectInput,
+    InputError,
+    TickInput,
+    decode_input,
+    obligation_of,
+)
+from streams.metrics import Metrics
+from streams.topics import escalation_partition
+
+log = logging.getLogger("govclock.notifier")
 
 
 def effect_from_record(raw: bytes) -> Effect:
@@ -114,3 +154,527 @@ class Notifier:
             status_callback_url=self.callback_url,
         )
         return channel.send(message)
+
+
+# ---------------------------------------------------------------------------------------
+# The live runtime (what the Faust agent runs)
+
+
+class StateSink(Protocol):
+    """Where states are copied besides the table (the local snapshot)."""
+
+    def __setitem__(self, key: bytes, value: bytes) -> None: ...
+
+
+#: A send the provider could not take yet is retried after 5 s, 10 s, 20 s, … at most 5 min.
+RETRY_BASE_S = 5.0
+RETRY_MAX_S = 300.0
+#: A tick sent to a partition and not applied within this long is sent again.
+TICK_RESEND_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Reroute:
+    """The input belongs to another partition's notifier (a delivery report routed by a
+    stale hint): send ``raw`` there."""
+
+    obligation_id: str
+    partition: int
+    raw: bytes
+
+
+@dataclass
+class _Sending:
+    """The outcome of trying one Notify: a result, or None when the provider could not take
+    it yet (retry later); ``counted``: a real attempt (not a channel that does not exist)."""
+
+    notify: Notify
+    result: SendResult | None
+    counted: bool = True
+
+
+def _needed(state: EscalationState, sent: Sent) -> bool:
+    """Whether an unconfirmed message still matters (as ``on_delivery`` judges a fallback)."""
+    if state.terminal:
+        return False
+    if sent.step.startswith("warn@"):
+        return state.stage in (WATCHING, WARNED)
+    return state.stage == BREACHED and sent.step.startswith(f"{state.breach_id}#")
+
+
+def notify_of(state: EscalationState, sent: Sent) -> Notify:
+    """The :class:`Notify` a sent-log entry was made from (to send it again, same key)."""
+    contact = sent.contact
+    return Notify(
+        key=sent.key,
+        obligation_id=state.obligation_id,
+        step=sent.step,
+        kind=sent.kind,
+        level=sent.level,
+        unit=sent.unit,
+        unit_level=sent.unit_level,
+        person_id=contact.person_id,
+        phone=contact.phone,
+        masked_phone=mask_phone(contact.phone),
+        channel=contact.channel,
+        text=sent.text,
+        at=sent.at,
+        attempt=sent.attempt,
+    )
+
+
+class LiveNotifier:
+    """Escalation for the partitions one worker owns, one input at a time.
+
+    ``handle(store, partition, raw)`` applies one record of ``govclock-escalation-inputs``:
+    it loads the obligation's state from ``store`` (the ``escalations`` table: obligation id
+    bytes → :mod:`deadlines.escalation_codec` bytes), runs the core's decision, sends what it
+    decided, feeds each send's outcome back (a refusal falls back at once; an accepted message
+    is recorded ``queued``/``sent``), and writes the state back (to ``snapshot`` too, if
+    given). A message whose send the provider could not take yet stays ``pending`` in the
+    state and is sent again, same key, at the next tick due for it (with backoff; after a
+    restart at once): delivered at least once, never twice (the channel's sent log).
+
+    ``wakes[partition][obligation id]`` is when each obligation next wants a tick (a repeat,
+    the next rung, a send to retry); :meth:`wants_tick` tells the timer when a partition
+    needs a ``{"tick": now}`` record. Decisions use ``clock()`` when the input is applied.
+    """
+
+    def __init__(
+        self,
+        policies: PolicyBook,
+        roster: Roster,
+        channels: Mapping[str, Channel],
+        *,
+        partitions: int,
+        ack_url: Callable[[Notify], str],
+        callback_url: Callable[[int], str | None] = lambda partition: None,
+        title_for: Callable[[str], str | None] = lambda rule_id: None,
+        resolve_sid: Callable[[str], str | None] = lambda sid: None,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
+        executor: Executor | None = None,
+        snapshot: StateSink | None = None,
+    ) -> None:
+        self.policies = policies
+        self.roster = roster
+        self.channels = channels
+        self.partitions = partitions
+        #: Fills ``{ack_url}`` in each text; replace it to give signed acknowledgement links.
+        self.ack_url = ack_url
+        self.callback_url = callback_url
+        self.title_for = title_for
+        self.resolve_sid = resolve_sid
+        self.metrics = metrics
+        self.clock = clock
+        self.executor = executor
+        self.snapshot = snapshot
+        self.wakes: dict[int, dict[str, int]] = {}
+        self.restored = False
+        self.alerts: deque[NoOnCall] = deque(maxlen=1000)  # the latest, for the board
+        self.stats: dict[str, int] = {}
+        self._retry: dict[str, tuple[int, float]] = {}  # message key -> (attempts, due at)
+        self._ticks: dict[int, float] = {}  # partition -> when a tick was sent, not applied
+
+    # -- ownership and waking ---------------------------------------------------------
+
+    def restore(self, owned: Iterable[int], rows: Iterable[tuple[bytes, bytes]]) -> int:
+        """Rebuild the wake index of the partitions ``owned`` from the table's rows (after a
+        rebalance, once the table is recovered); returns how many states were read."""
+        owned = set(owned)
+        self.wakes = {p: {} for p in owned}
+        self._ticks = {p: t for p, t in self._ticks.items() if p in owned}
+        count = 0
+        for key, value in rows:
+            if value is None:
+                continue
+            oid = key.decode() if isinstance(key, bytes) else str(key)
+            p = escalation_partition(oid, self.partitions)
+            if p not in owned:
+                continue
+            try:
+                state = decode_state(value)
+            except CodecError as exc:
+                log.error("notifier: escalation state of %s unreadable: %s", oid, exc)
+                continue
+            count += 1
+            self._index(p, state)
+        self.restored = True
+        return count
+
+    def next_wake(self, partition: int) -> int | None:
+        wakes = self.wakes.get(partition)
+        return min(wakes.values()) if wakes else None
+
+    def wants_tick(self, partition: int, now: float) -> bool:
+        """A tick is due for ``partition`` and none is on its way."""
+        due = self.next_wake(partition)
+        if due is None or due > now:
+            return False
+        sent = self._ticks.get(partition)
+        return sent is None or now - sent >= TICK_RESEND_S
+
+    def tick_sent(self, partition: int, now: float) -> None:
+        self._ticks[partition] = now
+
+    def _wake_of(self, state: EscalationState) -> int | None:
+        times = [w for w in (next_wake(state),) if w is not None]
+        for s in state.sent:
+            if s.status == "pending" and _needed(state, s):
+                times.append(int(self._retry.get(s.key, (0, 0.0))[1]))
+        return min(times) if times else None
+
+    def _index(self, partition: int, state: EscalationState) -> None:
+        wakes = self.wakes.setdefault(partition, {})
+        wake = self._wake_of(state)
+        if wake is None:
+            wakes.pop(state.obligation_id, None)
+        else:
+            wakes[state.obligation_id] = wake
+
+    # -- one input ---------------------------------------------------------------------
+
+    async def handle(
+        self, store: MutableMapping[bytes, bytes], partition: int, raw: bytes
+    ) -> Reroute | None:
+        """Apply one input record of ``partition`` (raises :class:`InputError`)."""
+        record = decode_input(raw)
+        now = int(self.clock())
+        if isinstance(record, TickInput):
+            self._ticks.pop(partition, None)
+            for oid in [o for o, w in self.wakes.get(partition, {}).items() if w <= now]:
+                await self._tick(store, partition, oid, now)
+            return None
+        if isinstance(record, DeliveryInput):
+            key = record.key
+            if key is None and record.sid is not None:
+                key = self.resolve_sid(record.sid)
+            if key is None:
+                self._count("deliveries_unknown")
+                log.info("notifier: %s for unknown message %s; ignored", record.status, record.sid)
+                return None
+            try:
+                oid = obligation_of(key)
+            except ValueError as exc:
+                raise InputError(str(exc)) from None
+        elif isinstance(record, EffectInput):
+            oid = record.effect.obligation_id
+        else:
+            oid = record.obligation_id
+        home = escalation_partition(oid, self.partitions)
+        if home != partition:
+            return Reroute(oid, home, raw)
+        if isinstance(record, EffectInput):
+            await self._effect(store, partition, record.effect, now)
+        elif isinstance(record, AckInput):
+            await self._ack(store, partition, record, now)
+        else:
+            await self._delivery(store, partition, oid, key or "", record, now)
+        return None
+
+    def _load(self, store: MutableMapping[bytes, bytes], oid: str) -> EscalationState | None:
+        raw = store.get(oid.encode())
+        if raw is None:
+            return None
+        return decode_state(raw)
+
+    def _save(
+        self,
+        store: MutableMapping[bytes, bytes],
+        partition: int,
+        old: EscalationState | None,
+        state: EscalationState,
+    ) -> None:
+        self._index(partition, state)
+        if state is old:
+            return
+        data = encode_state(state)
+        if old is not None and encode_state(old) == data:
+            return
+        key = state.obligation_id.encode()
+        store[key] = data
+        if self.snapshot is not None:
+            self.snapshot[key] = data
+        self._count("states_written")
+
+    async def _effect(
+        self, store: MutableMapping[bytes, bytes], partition: int, effect: Effect, now: int
+    ) -> None:
+        old = self._load(store, effect.obligation_id)
+        state = old or start(effect, self.policies, title=self.title_for(effect.rule_id))
+        state, actions = on_effect(state, effect, self.roster, now)
+        state, accepted = await self._run(state, actions, partition, now)
+        self._save(store, partition, old, state)
+        first = effect.kind == "breached" and any(n.kind == "breached" for n in accepted)
+        if first and self.metrics is not None:
+            delay = max(0.0, self.clock() - effect.due_at)
+            self.metrics.due_to_first_notification.labels(effect.rule_id).observe(delay)
+
+    async def _ack(
+        self, store: MutableMapping[bytes, bytes], partition: int, ack: AckInput, now: int
+    ) -> None:
+        old = self._load(store, ack.obligation_id)
+        if old is None:
+            self._count("acks_unknown")
+            log.warning("notifier: ack for %s, which has no escalation; ignored", ack.obligation_id)
+            return
+        state, actions = on_ack(old, ack.level, ack.person, now)
+        if len(state.acks) > len(old.acks):
+            self._count("acks")
+            log.info(
+                "notifier: %s acknowledged at level %d by %s (%s)",
+                ack.obligation_id,
+                ack.level,
+                ack.person,
+                ack.via,
+            )
+            if self.metrics is not None:
+                channel = _ack_channel(state, ack.level, ack.person)
+                self.metrics.notifications.labels(channel, "acknowledged").inc()
+        state, _ = await self._run(state, actions, partition, now)
+        self._save(store, partition, old, state)
+
+    async def _delivery(
+        self,
+        store: MutableMapping[bytes, bytes],
+        partition: int,
+        oid: str,
+        key: str,
+        report: DeliveryInput,
+        now: int,
+    ) -> None:
+        old = self._load(store, oid)
+        if old is None:
+            self._count("deliveries_unknown")
+            return
+        before = next((s for s in old.sent if s.key == key), None)
+        state, actions = on_delivery(old, key, report.status, now)
+        after = next((s for s in state.sent if s.key == key), None)
+        if before is not None and after is not None and after.status != before.status:
+            self._count(f"delivery_{report.status}")
+            if self.metrics is not None:
+                channel = after.contact.channel
+                if report.status == "delivered":
+                    self.metrics.notifications.labels(channel, "delivered").inc()
+                elif report.status in DELIVERY_FAILED:
+                    self.metrics.notifications.labels(channel, "failed").inc()
+            if report.status in DELIVERY_FAILED:
+                log.warning(
+                    "notifier: %s to %s %s (error %s): falling back",
+                    key,
+                    mask_phone(after.contact.phone),
+                    report.status,
+                    report.error_code,
+                )
+        state, _ = await self._run(state, actions, partition, now)
+        self._save(store, partition, old, state)
+
+    async def _tick(
+        self, store: MutableMapping[bytes, bytes], partition: int, oid: str, now: int
+    ) -> None:
+        old = self._load(store, oid)
+        wake = self.wakes.get(partition, {}).get(oid)
+        if old is None:
+            self.wakes.get(partition, {}).pop(oid, None)
+            return
+        if wake is not None and self.metrics is not None:
+            self.metrics.escalation_wake_lag.observe(max(0.0, self.clock() - wake))
+        state = old
+        # 1. messages the provider could not take yet, whose retry is due
+        retry = [
+            notify_of(state, s)
+            for s in state.sent
+            if s.status == "pending"
+            and _needed(state, s)
+            and self._retry.get(s.key, (0, 0.0))[1] <= now
+        ]
+        if retry:
+            state, _ = await self._run(state, list(retry), partition, now)
+        # 2. repeats and the next rung
+        wake_core = next_wake(state)
+        if wake_core is not None and wake_core <= now:
+            state, actions = tick(state, self.roster, now)
+            state, _ = await self._run(state, actions, partition, now)
+        self._save(store, partition, old, state)
+
+    # -- sending -----------------------------------------------------------------------
+
+    async def _run(
+        self, state: EscalationState, actions: list[Any], partition: int, now: int
+    ) -> tuple[EscalationState, list[Notify]]:
+        """Carry out the core's actions in order; a refusal is fed back at once (fallback).
+        Returns the new state and the messages the providers took for the first time."""
+        accepted: list[Notify] = []
+        queue = list(actions)
+        while queue:
+            action = queue.pop(0)
+            if isinstance(action, NoOnCall):
+                self.alerts.append(action)
+                self._count("no_on_call")
+                if self.metrics is not None:
+                    self.metrics.no_on_call.labels(action.unit).inc()
+                log.warning("notifier: NOBODY TOLD %s: %s", action.key, action.reason)
+                continue
+            sending = await self._deliver(action, partition)
+            result = sending.result
+            if result is None:  # not taken yet: stays pending, retried with backoff
+                attempts = self._retry.get(action.key, (0, 0.0))[0] + 1
+                delay = min(RETRY_MAX_S, RETRY_BASE_S * 2 ** (attempts - 1))
+                self._retry[action.key] = (attempts, now + delay)
+                continue
+            self._retry.pop(action.key, None)
+            fresh = not result.replayed
+            if result.ok:
+                if fresh:
+                    accepted.append(action)
+                    self._count("sent")
+                    if self.metrics is not None:
+                        self.metrics.notifications.labels(action.channel, "sent").inc()
+                state, _ = on_delivery(state, action.key, result.status, now)
+                continue
+            if fresh and sending.counted:
+                self._count("refused")
+                if self.metrics is not None:
+                    self.metrics.notifications.labels(action.channel, "failed").inc()
+            log.warning(
+                "notifier: %s to %s refused (%s): falling back",
+                action.key,
+                action.masked_phone,
+                result.error_message or result.error_code,
+            )
+            state, more = on_delivery(state, action.key, "failed", now)
+            queue += more
+        return state, accepted
+
+    async def _deliver(self, notify: Notify, partition: int) -> _Sending:
+        channel = self.channels.get(notify.channel)
+        if channel is None:
+            refused = SendResult(
+                key=notify.key, status="failed", error_message=f"no {notify.channel} channel"
+            )
+            return _Sending(notify, refused, counted=False)
+        try:
+            message = OutboundMessage(
+                key=notify.key,
+                to=notify.phone,
+                text=notify.render(self.ack_url(notify)),
+                status_callback_url=self.callback_url(partition),
+            )
+        except ValueError as exc:
+            return _Sending(
+                notify, SendResult(key=notify.key, status="failed", error_message=str(exc))
+            )
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(self.executor, channel.send, message)
+        except PermanentChannelError as exc:
+            refused = SendResult(
+                key=notify.key, status="failed", error_code=exc.code, error_message=exc.message
+            )
+            return _Sending(notify, refused)
+        except TransientChannelError as exc:
+            log.warning(
+                "notifier: %s to %s not taken yet: %s", notify.key, notify.masked_phone, exc
+            )
+            return _Sending(notify, None)
+        except Exception:  # a bug or an unexpected failure: keep the message, retry later
+            log.exception("notifier: sending %s to %s failed", notify.key, notify.masked_phone)
+            return _Sending(notify, None)
+        log.info(
+            "notifier: %s %s to %s by %s: %s%s",
+            notify.kind,
+            notify.key,
+            notify.masked_phone,
+            notify.channel,
+            result.status,
+            " (already sent)" if result.replayed else "",
+        )
+        return _Sending(notify, result)
+
+    def _count(self, name: str) -> None:
+        self.stats[name] = self.stats.get(name, 0) + 1
+
+    # -- reading -----------------------------------------------------------------------
+
+    def view(self, raw: bytes) -> dict[str, Any]:
+        """An escalation state for people and the board: no phone number, only masked."""
+        return escalation_view(decode_state(raw), self._wake_of)
+
+
+def _ack_channel(state: EscalationState, level: int, person: str) -> str:
+    """The channel an acknowledgement answers: that of the latest page to the person at that
+    level (else to the person, else the policy's first channel)."""
+    to_person = [s for s in state.sent if s.contact.person_id == person]
+    at_level = [s for s in to_person if s.level == level]
+    for sent in (at_level, to_person):
+        if sent:
+            return sent[-1].contact.channel
+    return state.policy.channels[0] if state.policy.channels else "none"
+
+
+def escalation_view(
+    state: EscalationState, wake_of: Callable[[EscalationState], int | None] = next_wake
+) -> dict[str, Any]:
+    return {
+        "obligation_id": state.obligation_id,
+        "rule_id": state.rule_id,
+        "unit": state.unit,
+        "due_at": state.due_at,
+        "policy": state.policy.name,
+        "stage": state.stage,
+        "terminal": state.terminal,
+        "level": state.level,
+        "repeats": state.repeats,
+        "next_wake": wake_of(state),
+        "acks": [
+            {"level": a.level, "person": a.person_id, "at": a.at, "breach": a.stage}
+            for a in state.acks
+        ],
+        "messages": [
+            {
+                "key": s.key,
+                "kind": s.kind,
+                "level": s.level,
+                "unit": s.unit,
+                "unit_level": s.unit_level,
+                "person": s.contact.person_id,
+                "to": mask_phone(s.contact.phone),
+                "channel": s.contact.channel,
+                "attempt": s.attempt,
+                "at": s.at,
+                "status": s.status,
+            }
+            for s in state.sent
+        ],
+        "log": [{"at": at, "what": what, "detail": detail} for at, what, detail in state.log],
+    }
+
+
+@dataclass
+class NotifierService:
+    """What the notifier's agents, timer and web routes share in one worker
+    (built by agents/notifier.py; ``ctx.notifier``)."""
+
+    runtime: LiveNotifier
+    inputs: Any  # the Faust topic govclock-escalation-inputs
+    table: Any  # the Faust table "escalations"
+    roster: Roster
+    channel: str  # the SMS provider: "console" or "twilio"
+    sent_log: SentLog | None = None  # the SMS channel's (SID -> message key)
+    public_url: str | None = None
+    twilio_auth_token: str | None = field(default=None, repr=False)
+
+    def states(self) -> Iterator[EscalationState]:
+        """The escalation states of this worker's partitions (from the table)."""
+        for _, raw in list(self.table.items()):
+            if raw is not None:
+                yield decode_state(raw)
+
+    @property
+    def ack_url(self) -> Callable[[Notify], str]:
+        """Fills ``{ack_url}`` in texts; assign a function to give signed links."""
+        return self.runtime.ack_url
+
+    @ack_url.setter
+    def ack_url(self, make: Callable[[Notify], str]) -> None:
+        self.runtime.ack_url = make

@@ -101,6 +101,13 @@ class Settings(BaseSettings):
         description="webhook sources: secret, default unit and adapter of each "
         "(docs/integrations.md); without it, unsigned requests are accepted",
     )
+    roster_file: Path | None = Field(
+        default=None,
+        description="on-call roster (docs/escalation.md); without it the notifier is off",
+    )
+    policy_file: Path | None = Field(
+        default=None, description="escalation policies (default: the bundled policy file)"
+    )
     public_url: str | None = Field(
         default=None,
         description="the URL people and Twilio reach this monitor at (acknowledgement links, "

@@ -8,13 +8,27 @@ Data flow (docs/broker.md has the reasoning)::
                                             └─► govclock-deadletters               │
                                                                                     ▼
                                                               govclock-notifications
-                                                              key: subject
+                                                              key: obligation id, in the
+                                                              subject's partition
+                                                                    │ (re-keyed)
+    acks (HTTP), Twilio delivery reports, the notifier's ticks      ▼
+        ──────────────────────────────────────────────► govclock-escalation-inputs ──► notifier
+                                                         key: obligation id         (table
+                                                                                "escalations")
 
 Every topic keyed by subject, and every table, has the same number of partitions
 (``GOVCLOCK_PARTITIONS``), and all producers use Kafka's default partitioner (murmur2 of the
 key bytes), so a subject's events, its table row and its notifications live in the same
 partition number: co-partitioned. A subject key is ``ref=value`` exactly as the ledger
 spells it (:func:`subject_key`), encoded as UTF-8 bytes.
+
+Escalation lives by **obligation id** instead: an acknowledgement or a delivery report names
+an obligation (or a message of one), not its subject, and an obligation's subject cannot
+always be told from its id (opinions about an incident live on the incident). So the
+notifier re-keys each notification into ``govclock-escalation-inputs`` in the partition
+Kafka's partitioner gives the obligation id (:func:`escalation_partition`), where acks,
+delivery reports and ticks join it, in order; the ``escalations`` table is co-partitioned
+with that topic. Anyone can compute where an obligation's escalation lives from its id.
 """
 
 from __future__ import annotations
@@ -23,9 +37,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiokafka.partitioner import murmur2
+
 __all__ = [
     "APP_ID",
     "DEAD_LETTERS",
+    "ESCALATIONS_TABLE",
+    "ESCALATION_INPUTS",
     "EVENTS",
     "NOTIFICATIONS",
     "SUBJECTS_TABLE",
@@ -36,6 +54,7 @@ __all__ = [
     "all_topic_specs",
     "changelog_topic",
     "create_topics",
+    "escalation_partition",
     "subject_key",
     "table_specs",
     "topic_specs",
@@ -49,13 +68,21 @@ APP_ID = "govclock"
 EVENTS = f"{APP_ID}-events"
 #: Accepted events, once per subject they name, keyed by :func:`subject_key`.
 SUBJECT_EVENTS = f"{APP_ID}-subject-events"
-#: Ledger effects (opened, warned, breached, met, late, …) for notifiers, keyed by subject.
+#: Ledger effects (opened, warned, breached, met, late, …) for notifiers: keyed by obligation
+#: id, in the partition of the obligation's subject (so per subject, in order).
 NOTIFICATIONS = f"{APP_ID}-notifications"
+#: What the notifier of an obligation consumes, keyed by obligation id (default partitioner):
+#: ``{"effect": …}`` (notifications, re-keyed), ``{"ack": …}``, ``{"delivery": …}``, and
+#: ``{"tick": …}`` sent to one partition (streams/escalation_inputs.py has the records).
+ESCALATION_INPUTS = f"{APP_ID}-escalation-inputs"
 #: Records that could not be processed, with the reason; for people, not for replay logic.
 DEAD_LETTERS = f"{APP_ID}-deadletters"
 
 #: The ledger's per-subject state, keyed by subject, co-partitioned with SUBJECT_EVENTS.
 SUBJECTS_TABLE = "subjects"
+#: The notifier's escalation state per obligation (deadlines/escalation_codec.py bytes), keyed
+#: by obligation id, co-partitioned with ESCALATION_INPUTS.
+ESCALATIONS_TABLE = "escalations"
 
 #: Keep forever: the ingest log is the record of what govclock was told (state is rebuilt by
 #: replaying it), and dead letters wait for a person.
@@ -66,6 +93,13 @@ def subject_key(ref: str, value: str) -> str:
     """The record key of a subject, e.g. ``incident_id=I-2026-031`` (as the ledger names
     subjects: ``unit=<unit>`` for unit-level duties)."""
     return f"{ref}={value}"
+
+
+def escalation_partition(obligation_id: str, partitions: int) -> int:
+    """The partition of ``govclock-escalation-inputs`` (and of the ``escalations`` table) that
+    holds an obligation's escalation: Kafka's default partitioner (murmur2) of its id."""
+    hashed: int = murmur2(obligation_id.encode())
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 def changelog_topic(table: str, app_id: str = APP_ID) -> str:
@@ -104,7 +138,7 @@ class TableSpec:
 
 
 def topic_specs(partitions: int, replication_factor: int = 1) -> tuple[TopicSpec, ...]:
-    """The event, notification and dead-letter topics (not the changelogs)."""
+    """The event, notification, escalation-input and dead-letter topics (not the changelogs)."""
     rf = replication_factor
     return (
         TopicSpec(
@@ -125,8 +159,15 @@ def topic_specs(partitions: int, replication_factor: int = 1) -> tuple[TopicSpec
         TopicSpec(
             NOTIFICATIONS,
             partitions,
-            key="subject (ref=value)",
+            key="obligation id (in its subject's partition)",
             purpose="ledger effects for notifiers, per subject in order",
+            replication_factor=rf,
+        ),
+        TopicSpec(
+            ESCALATION_INPUTS,
+            partitions,
+            key="obligation id",
+            purpose="the notifier's inputs: effects re-keyed, acks, delivery reports, ticks",
             replication_factor=rf,
         ),
         TopicSpec(
@@ -147,6 +188,12 @@ def table_specs() -> tuple[TableSpec, ...]:
             source=SUBJECT_EVENTS,
             key="subject (ref=value)",
             purpose="the ledger: each subject's obligations, evidence and seen event ids",
+        ),
+        TableSpec(
+            ESCALATIONS_TABLE,
+            source=ESCALATION_INPUTS,
+            key="obligation id",
+            purpose="the notifier: each obligation's escalation state (policy, pages, acks)",
         ),
     )
 

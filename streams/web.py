@@ -7,6 +7,11 @@ the events are appended to the journal (fsync) and produced to the ingest topic,
 answer waits for the broker's acknowledgement: a 202 means accepted durably. A broker that
 does not acknowledge in time gives 503 (the sender retries; ``event_id`` makes the retry
 harmless). Signatures: see :mod:`streams.signing` and docs/integrations.md.
+
+Escalation (docs/escalation.md, "The live notifier"): ``POST /v1/obligations/{id}/ack``
+acknowledges (202 once the broker has the ack; 404 when the obligation has no escalation),
+``GET /v1/obligations/{id}/escalation`` shows its state (numbers masked), and
+``POST /v1/channels/twilio/status`` takes Twilio's signed delivery reports.
 """
 
 from __future__ import annotations
@@ -25,6 +30,20 @@ from deadlines.report import obligation_view
 from deadlines.rules import RuleBook
 from schemas.events import EventError, parse_event
 from streams.adapters import CAP_CONTENT_TYPES, AdapterError, get_adapter
+from streams.channels.twilio_sms import (
+    STATUS_CALLBACK_PATH,
+    StatusCallback,
+    parse_status_callback,
+    verify_status_callback,
+)
+from streams.escalation_inputs import (
+    EscalationOff,
+    check_ack,
+    obligation_of,
+    submit_ack,
+    submit_delivery,
+)
+from streams.notifier import NotifierService
 from streams.signing import (
     GHOST_SIGNATURE_HEADER,
     SIGNATURE_HEADER,
@@ -35,7 +54,12 @@ from streams.signing import (
     verify_ghost,
 )
 from streams.sources import Source
-from streams.topics import SUBJECTS_TABLE
+from streams.topics import (
+    ESCALATION_INPUTS,
+    ESCALATIONS_TABLE,
+    SUBJECTS_TABLE,
+    escalation_partition,
+)
 
 if TYPE_CHECKING:
     from streams.app import Context
@@ -126,6 +150,98 @@ async def read_body(http: Any) -> bytes | None:
         return None
     body: bytes = await http.content.read(MAX_BODY_BYTES + 1)
     return None if len(body) > MAX_BODY_BYTES else body
+
+
+# -- escalation: helpers of the ack and delivery-report routes (no Faust needed) ----------
+
+#: Set on an ack request one worker forwards to the one that owns the obligation.
+FORWARDED_HEADER = "X-Govclock-Forwarded"
+TWILIO_SIGNATURE_HEADER = "X-Twilio-Signature"
+TWILIO_SIGNATURE_SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
+#: A status callback can beat the send's bookkeeping (the SID is recorded once Twilio's
+#: answer is back): look the SID up again after these pauses before giving up.
+SID_RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.4, 0.8)
+
+
+class Refused(Exception):
+    """A request the escalation routes answer with ``status`` and ``message``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def parse_ack(body: bytes, service: NotifierService) -> tuple[int, str]:
+    """``(level, person)`` of an ack request's JSON body ``{"level": 1, "person": "li"}``
+    (``person_id`` is accepted too); raises :class:`Refused` (400) naming the field."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Refused(400, f"not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise Refused(400, 'expected a JSON object {"level": 1, "person": "<roster id>"}')
+    level, person = data.get("level"), data.get("person", data.get("person_id"))
+    try:
+        check_ack(level, person)
+    except ValueError as exc:
+        raise Refused(400, str(exc)) from None
+    assert isinstance(level, int) and isinstance(person, str)
+    if person not in service.roster.people:
+        raise Refused(400, f"person: {person!r} is not in the roster")
+    return level, person
+
+
+def check_status_callback(
+    service: NotifierService | None, path_qs: str, body: bytes, headers: Any
+) -> StatusCallback:
+    """The report in a Twilio status callback whose signature checks out against the
+    configured public URL and auth token; raises :class:`Refused` (404 Twilio not
+    configured, 403 bad or missing signature, 400 no SID or status)."""
+    from urllib.parse import parse_qsl
+
+    if service is None or service.twilio_auth_token is None or service.public_url is None:
+        raise Refused(
+            404,
+            "Twilio delivery reports need the notifier (GOVCLOCK_ROSTER_FILE), Twilio "
+            "(GOVCLOCK_TWILIO_*) and GOVCLOCK_PUBLIC_URL",
+        )
+    try:
+        form = dict(parse_qsl(body.decode(), keep_blank_values=True))
+    except UnicodeDecodeError:
+        raise Refused(400, "the form is not UTF-8") from None
+    url = service.public_url + path_qs  # what Twilio requested, as configured
+    if not verify_status_callback(
+        service.twilio_auth_token,
+        url,
+        form,
+        headers.get(TWILIO_SIGNATURE_HEADER),
+        signature_settings=headers.get(TWILIO_SIGNATURE_SETTINGS_HEADER),
+    ):
+        raise Refused(403, "bad or missing X-Twilio-Signature")
+    try:
+        return parse_status_callback(form)
+    except ValueError as exc:
+        raise Refused(400, str(exc)) from None
+
+
+async def delivery_target(
+    service: NotifierService, report: StatusCallback, hint: str | None, partitions: int
+) -> tuple[str | None, int]:
+    """``(message key, partition)`` a delivery report goes to: the key from the sent log
+    (looked up again briefly if the send has not recorded the SID yet), else the partition
+    named in the callback URL (``?p=``; that worker's notifier looks the SID up itself).
+    Raises :class:`Refused` (404) for a message nobody here knows of."""
+    sent_log = service.sent_log
+    for delay in (0.0, *SID_RETRY_DELAYS_S):
+        if delay:
+            await asyncio.sleep(delay)
+        key = sent_log.key_for(report.provider_id) if sent_log is not None else None
+        if key is not None:
+            return key, escalation_partition(obligation_of(key), partitions)
+        if hint is not None and hint.isdigit() and int(hint) < partitions:
+            return None, int(hint)
+    raise Refused(404, f"no message {report.provider_id} sent from here")
 
 
 def register(ctx: Context) -> None:
@@ -307,6 +423,139 @@ def register(ctx: Context) -> None:
                 if ob is not None:
                     return self.json(obligation_view(ob))
             return self.json({"error": f"no obligation {obligation_id!r} here"}, status=404)
+
+    # -- escalation: acknowledgements, the state, delivery reports ----------------------
+
+    def owns(obligation_id: str) -> bool:
+        p = escalation_partition(obligation_id, ctx.settings.partitions)
+        return any(
+            tp.topic == ESCALATION_INPUTS and tp.partition == p
+            for tp in app.assignor.assigned_actives()
+        )
+
+    async def forward_ack(view: View, http: Any, obligation_id: str, body: bytes) -> Any:
+        """The response of the worker that owns the obligation (POST with its body; Faust's
+        router forwards no body), or None when that is this worker or not known."""
+        try:
+            dest = app.router.key_store(ESCALATIONS_TABLE, obligation_id.encode())
+        except KeyError:
+            return None
+        here = app.conf.canonical_url
+        if (dest.host, dest.port) == (here.host, here.port):
+            return None
+        url = http.url.with_host(dest.host).with_port(dest.port)
+        headers = {"Content-Type": "application/json", FORWARDED_HEADER: "1"}
+        async with app.http_client.post(url, data=body, headers=headers) as response:
+            return view.bytes(
+                await response.read(),
+                content_type=response.content_type,
+                status=response.status,
+            )
+
+    @app.page("/v1/obligations/{obligation_id}/ack")
+    class AckView(View):
+        """``{"level": 1, "person": "li"}``: 202 once the broker has the ack."""
+
+        async def post(self, request: Request, obligation_id: str) -> Response:
+            http: Any = request
+            service = ctx.notifier
+            if service is None:
+                return self.json({"error": "escalation is off (no roster)"}, status=404)
+            body = await read_body(http)
+            if body is None:
+                return too_large(self)
+            try:
+                level, person = parse_ack(body, service)
+            except Refused as exc:
+                return self.json({"error": exc.message}, status=exc.status)
+            if owns(obligation_id):
+                if not service.runtime.restored:
+                    return self.json({"error": "recovering; retry"}, status=503)
+                if obligation_id.encode() not in service.table:
+                    return self.json(
+                        {"error": f"no escalation for obligation {obligation_id!r}"}, status=404
+                    )
+            elif not http.headers.get(FORWARDED_HEADER):
+                try:
+                    forwarded = await forward_ack(self, http, obligation_id, body)
+                except Exception as exc:  # the owner did not answer: take it here
+                    app.log.warning(f"govclock: ack forward failed ({exc!r}); sending it here")
+                    forwarded = None
+                if forwarded is not None:
+                    return forwarded  # type: ignore[no-any-return]
+            try:
+                await submit_ack(ctx, obligation_id, level, person, int(time.time()), via="api")
+            except EscalationOff as exc:
+                return self.json({"error": str(exc)}, status=404)
+            except Exception as exc:
+                return self.json(
+                    {"error": f"broker unavailable ({type(exc).__name__}); retry later"},
+                    status=503,
+                    headers={"Retry-After": "5"},
+                )
+            return self.json(
+                {"obligation_id": obligation_id, "level": level, "person": person}, status=202
+            )
+
+    @app.page("/v1/obligations/{obligation_id}/escalation")
+    class EscalationView(View):
+        """The obligation's escalation: stage, pages and their delivery, acks, audit log."""
+
+        async def get(self, request: Request, obligation_id: str) -> Response:
+            service = ctx.notifier
+            if service is None:
+                return self.json({"error": "escalation is off (no roster)"}, status=404)
+            key = obligation_id.encode()
+            try:
+                response: Response = await app.router.route_req(
+                    ESCALATIONS_TABLE, key, self.web, request
+                )
+                return response
+            except SameNode:
+                pass
+            except ServiceUnavailable:
+                return self.json({"error": "the owning worker is not known yet"}, status=503)
+            raw = service.table.get(key)
+            if raw is None:
+                return self.json({"error": f"no escalation for {obligation_id!r}"}, status=404)
+            return self.json(service.runtime.view(raw))
+
+    @app.page(STATUS_CALLBACK_PATH)
+    class TwilioStatusView(View):
+        """Twilio's status callbacks (form-encoded, signed): 204 once the report is on its
+        way to the obligation's notifier."""
+
+        async def post(self, request: Request) -> Response:
+            http: Any = request
+            service = ctx.notifier
+            body = await read_body(http)
+            if body is None:
+                return too_large(self)
+            try:
+                report = check_status_callback(service, http.path_qs, body, http.headers)
+                assert service is not None
+                key, partition = await delivery_target(
+                    service, report, http.query.get("p"), ctx.settings.partitions
+                )
+            except Refused as exc:
+                if exc.status == 403:
+                    rejected.labels("signature").inc()
+                return self.json({"error": exc.message}, status=exc.status)
+            try:
+                await submit_delivery(
+                    ctx,
+                    partition,
+                    key,
+                    report.provider_id,
+                    report.status,
+                    report.error_code,
+                    int(time.time()),
+                )
+            except Exception as exc:
+                return self.json(
+                    {"error": f"broker unavailable ({type(exc).__name__})"}, status=503
+                )
+            return self.bytes(b"", status=204)
 
     @app.page("/metrics")
     class MetricsView(View):

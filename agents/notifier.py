@@ -1,0 +1,311 @@
+"""Notifier agents: ledger effects, acknowledgements and delivery reports, through the
+escalation core, to people (docs/escalation.md, "The live notifier").
+
+* **escalation-feed** reads ``govclock-notifications`` (keyed by obligation id, but in the
+  partition of the obligation's *subject*) and re-sends each effect to
+  ``govclock-escalation-inputs`` in the partition of the obligation id, where acks
+  (``POST /v1/obligations/{id}/ack``, :func:`streams.escalation_inputs.submit_ack`), Twilio
+  delivery reports (``POST /v1/channels/twilio/status``) and ticks join it, in order.
+* **notifier** applies those inputs one at a time (:class:`streams.notifier.LiveNotifier`):
+  state in the ``escalations`` table (rocksdb + changelog) and in a local snapshot, sends in a
+  thread pool.
+* **escalation-timer** (every 0.2 s) sends ``{"tick": now}`` to each partition it owns whose
+  earliest wake (a repeat, the next rung, a send to retry) has come.
+* After a rebalance the wake index is rebuilt from the table.
+
+The embedded broker forgets everything on restart, changelogs included, and effects already
+emitted are not emitted again (streams/emitted.py). So every state written to the table is
+also written to ``<data dir>/escalations`` (rocksdict), and on a fresh broker
+:func:`seed_changelog` produces that snapshot into the table's changelog before the worker
+starts: Faust recovers the table from it as from any changelog, and escalations under way go
+on where they were. Messages are sent at least once and never twice: the channel's sent log
+(``<data dir>/sent-<channel>.sqlite3``) answers a key it has seen without sending.
+
+Without a roster (``GOVCLOCK_ROSTER_FILE``) there is nobody to tell: the notifier is off.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from rocksdict import Rdict
+
+from deadlines.escalation import Notify
+from deadlines.escalation_codec import CodecError
+from govclock.escalation_files import load_escalation
+from streams.app import in_partition
+from streams.channels.base import Channel, SqliteSentLog
+from streams.channels.console import ConsoleChannel
+from streams.escalation_inputs import InputError, effect_input, tick_input
+from streams.notifier import LiveNotifier, NotifierService
+from streams.settings import Settings
+from streams.topics import (
+    ESCALATION_INPUTS,
+    ESCALATIONS_TABLE,
+    changelog_topic,
+    escalation_partition,
+)
+
+if TYPE_CHECKING:
+    from streams.app import Context
+
+log = logging.getLogger("govclock.notifier")
+
+#: How often the timer looks for escalations that want to wake.
+WAKE_INTERVAL = 0.2
+#: Threads for channel sends (the twilio SDK blocks).
+SEND_THREADS = 4
+
+
+class Snapshot:
+    """Escalation states on local disk (obligation id → codec bytes), beside the table."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = Rdict(str(path))
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self._db[key] = value
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self._db.get(key)
+        return value if isinstance(value, bytes) else None
+
+    def items(self) -> list[tuple[bytes, bytes]]:
+        return [
+            (k, v) for k, v in self._db.items() if isinstance(k, bytes) and isinstance(v, bytes)
+        ]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def dead_letter(raw: bytes, reason: str, message: Any) -> bytes:
+    """A dead-letter record for an input the notifier cannot use (with where it was)."""
+    return json.dumps(
+        {
+            "reason": reason,
+            "topic": message.topic,
+            "partition": message.partition,
+            "offset": message.offset,
+            "record": raw.decode("utf-8", errors="replace")[:10_000],
+        },
+        ensure_ascii=False,
+    ).encode()
+
+
+def seed_changelog(snapshot: Snapshot, bootstrap: str, partitions: int) -> int:
+    """Produce every state of ``snapshot`` into the (empty) changelog of the ``escalations``
+    table, each in its obligation's partition; returns how many. For a fresh broker only:
+    on a cluster the changelog is the truth and a snapshot may be older."""
+    items = snapshot.items()
+    if not items:
+        return 0
+    from kafka import KafkaProducer  # type: ignore[import-untyped]
+
+    topic = changelog_topic(ESCALATIONS_TABLE)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    try:
+        for key, value in items:
+            partition = escalation_partition(key.decode(), partitions)
+            producer.send(topic, key=key, value=value, partition=partition)
+        producer.flush(timeout=60)
+    finally:
+        producer.close(timeout=10)
+    return len(items)
+
+
+def sms_channel(settings: Settings, data_dir: Path) -> tuple[Channel, SqliteSentLog]:
+    """Twilio when ``GOVCLOCK_TWILIO_ACCOUNT_SID`` is set, else the console (``make run``);
+    each with its own durable sent log."""
+    if settings.twilio_account_sid:
+        from streams.channels.twilio_sms import TwilioConfig, TwilioSmsChannel
+
+        token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else ""
+        config = TwilioConfig(
+            account_sid=settings.twilio_account_sid,
+            auth_token=token,
+            from_number=settings.twilio_from,
+            messaging_service_sid=settings.twilio_messaging_service_sid,
+            public_url=settings.public_url,
+            base_url=settings.twilio_base_url,
+            region=settings.twilio_region,
+            edge=settings.twilio_edge,
+            timeout=settings.twilio_timeout or 10.0,
+        )
+        sent_log = SqliteSentLog(data_dir / "sent-twilio.sqlite3")
+        return TwilioSmsChannel(config, sent_log=sent_log), sent_log
+    sent_log = SqliteSentLog(data_dir / "sent-console.sqlite3")
+    return ConsoleChannel(sent_log=sent_log), sent_log
+
+
+def default_ack_url(settings: Settings) -> Any:
+    """Until signed acknowledgement links are wired in (``ctx.notifier.ack_url = …``): the
+    obligation's page on this monitor."""
+    base = (settings.public_url or f"http://{settings.web_host}:{settings.web_port}").rstrip("/")
+
+    def ack_url(notify: Notify) -> str:
+        return f"{base}/v1/obligations/{quote(notify.obligation_id, safe=':')}"
+
+    return ack_url
+
+
+def owned(ctx: Context) -> list[int]:
+    """The partitions of the escalation inputs this worker owns now."""
+    return sorted(
+        tp.partition for tp in ctx.app.assignor.assigned_actives() if tp.topic == ESCALATION_INPUTS
+    )
+
+
+def setup(ctx: Context, *, fresh: bool) -> NotifierService | None:
+    """Build the notifier from settings and register its agents, timer and hooks; None (and a
+    warning) without a roster. ``fresh``: the broker started empty (the embedded one)."""
+    settings = ctx.settings
+    if settings.roster_file is None:
+        ctx.app.log.warning("govclock: no GOVCLOCK_ROSTER_FILE: escalation is off")
+        return None
+    policies, roster = load_escalation(settings.policy_file, settings.roster_file)
+    data_dir = settings.data_dir
+    channel, sent_log = sms_channel(settings, data_dir)
+    snapshot = Snapshot(data_dir / "escalations")
+    n = settings.partitions
+    if fresh:
+        bootstrap = ",".join(f"{u.host}:{u.port}" for u in ctx.app.conf.broker)
+        seeded = seed_changelog(snapshot, bootstrap, n)
+        log.info(
+            "govclock: %d escalation states from the local snapshot into the changelog", seeded
+        )
+    app = ctx.app
+    inputs = app.topic(
+        ESCALATION_INPUTS, partitions=n, key_serializer="raw", value_serializer="raw"
+    )
+    table = app.Table(
+        ESCALATIONS_TABLE,
+        default=None,
+        partitions=n,
+        key_type=bytes,
+        value_type=bytes,
+        use_partitioner=True,
+    )
+    twilio = settings.twilio_account_sid is not None
+    public_url = settings.public_url.rstrip("/") if settings.public_url else None
+
+    def callback_url(partition: int) -> str | None:
+        if not twilio or public_url is None:
+            return None
+        from streams.channels.twilio_sms import STATUS_CALLBACK_PATH
+
+        return f"{public_url}{STATUS_CALLBACK_PATH}?p={partition}"
+
+    def title_for(rule_id: str) -> str | None:
+        rules = ctx.book.find(rule_id)
+        return rules[0].title if rules else None
+
+    runtime = LiveNotifier(
+        policies,
+        roster,
+        {"sms": channel},
+        partitions=n,
+        ack_url=default_ack_url(settings),
+        callback_url=callback_url,
+        title_for=title_for,
+        resolve_sid=sent_log.key_for,
+        metrics=ctx.metrics,
+        executor=ThreadPoolExecutor(SEND_THREADS, thread_name_prefix="govclock-send"),
+        snapshot=snapshot,
+    )
+    channels = {
+        str(c)
+        for layer in (policies.default, *policies.overrides.values())
+        for c in layer.get("channels") or ()
+    }
+    ctx.metrics.init_notifications(sorted(channels), sorted(roster.units))
+    token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
+    service = NotifierService(
+        runtime=runtime,
+        inputs=inputs,
+        table=table,
+        roster=roster,
+        channel=channel.name,
+        sent_log=sent_log,
+        public_url=public_url,
+        twilio_auth_token=token if twilio else None,
+    )
+    register(ctx, service)
+    log.info(
+        "govclock: notifier on: roster %s, policies %s, SMS by %s",
+        roster.source,
+        policies.source,
+        channel.name,
+    )
+    return service
+
+
+def register(ctx: Context, service: NotifierService) -> None:
+    app, runtime, inputs, table = ctx.app, service.runtime, service.inputs, service.table
+    partitions = ctx.settings.partitions
+    clock = runtime.clock
+
+    @app.agent(ctx.notifications, name="escalation-feed")
+    async def feed(stream: Any) -> None:
+        async for batch in stream.take_events(1000, within=0.01):
+            at = int(clock())
+            for event in batch:
+                raw: bytes = event.value
+                oid = event.key.decode() if event.key else None
+                if not oid:
+                    await ctx.dead_letters.send(
+                        value=dead_letter(raw, "notification without a key", event.message)
+                    )
+                    continue
+                inputs.send_soon(
+                    key=event.key,
+                    value=effect_input(raw, at),
+                    partition=escalation_partition(oid, partitions),
+                )
+
+    @app.agent(inputs, name="notifier")
+    async def notifier(stream: Any) -> None:
+        async for batch in stream.take_events(500, within=0.01):
+            for event in batch:
+                with in_partition(event):
+                    try:
+                        reroute = await runtime.handle(table, event.message.partition, event.value)
+                    except (InputError, CodecError) as exc:
+                        ctx.count("dead_letters")
+                        await ctx.dead_letters.send(
+                            value=dead_letter(event.value, str(exc), event.message)
+                        )
+                        continue
+                if reroute is not None:
+                    inputs.send_soon(
+                        key=reroute.obligation_id.encode(),
+                        value=reroute.raw,
+                        partition=reroute.partition,
+                    )
+
+    @app.timer(WAKE_INTERVAL, name="escalation-timer")  # type: ignore[untyped-decorator]
+    async def wake() -> None:
+        if not runtime.restored:
+            return
+        now = clock()
+        for p in owned(ctx):
+            if runtime.wants_tick(p, now):
+                runtime.tick_sent(p, now)
+                await inputs.send(value=tick_input(int(now)), partition=p)
+
+    @app.on_rebalance_complete.connect
+    async def restore(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """After table recovery: when does each escalation of our partitions want to wake."""
+        mine = owned(ctx)
+        count = runtime.restore(mine, table.items())
+        ctx.app.log.info(f"govclock: {count} escalation states in partitions {mine}")
+
+    @app.on_partitions_revoked.connect
+    async def revoked(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        runtime.restored = False
