@@ -14,9 +14,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# promtool (Debian's prometheus package) for the alert-rule tests (tests/test_alert_rules.py).
+# promtool (Debian's prometheus package) for the alert-rule tests (tests/test_alert_rules.py);
+# Debian's chromium for the ack page's browser test (tests/integration/test_ack_browser.py).
 tools:
 	command -v promtool >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus)
+	test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 run: install
 	$(BIN)/govclock run

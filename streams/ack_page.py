@@ -1,0 +1,652 @@
+"""The acknowledgement page behind an SMS link, and its HTTP handlers (framework-free).
+
+``GET /a/{token}`` shows one small, self-contained HTML page (Chinese UI, phone-sized, inline
+CSS, no external assets): the obligation (rule title, subject, unit), its deadline with a
+countdown or how long it is overdue, its timeline in 北京时间, the escalation state when known,
+and a "确认收到 / Acknowledge" button that POSTs a form to the same URL. It works without
+JavaScript; a tiny inline script only keeps the countdown running. ``POST /a/{token}``
+acknowledges and answers a confirmation page. A client that prefers ``application/json``
+(``Accept``) gets JSON instead of HTML for both. GET never acknowledges (SMS apps and link
+scanners fetch links to preview them).
+
+Everything here is plain data in, ``(status, content type, body, headers)`` out
+(:class:`AckResponse`); the web framework only copies it into its response. Time is passed in.
+Input: the JSON of ``GET /v1/obligations/{id}`` (:func:`deadlines.report.obligation_view`),
+optionally with ``title`` (the rule's title) and ``unit_name``, and an escalation summary
+(:func:`escalation_summary`, no phone numbers). Every string from the data is escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from deadlines.escalation import EscalationState, next_wake
+from deadlines.timefmt import CST, rfc3339
+from streams.ack_links import AckClaim, AckError, Lookup, Secret, verify
+
+__all__ = [
+    "AckHandlers",
+    "AckResponse",
+    "countdown",
+    "error_response",
+    "escalation_summary",
+    "render_ack_page",
+    "render_confirmation",
+    "render_error",
+    "wants_json",
+]
+
+log = logging.getLogger(__name__)
+
+JSON_TYPE = "application/json"
+HTML_TYPE = "text/html"
+
+STATUS_ZH = {
+    "pending": "进行中",
+    "paused": "计时暂停",
+    "met": "按时完成",
+    "late": "逾期完成",
+    "missed": "已超时未完成",
+    "unverifiable": "无法核实是否按时",
+    "cancelled": "已取消",
+}
+KIND_ZH = {
+    "opened": "开始计时",
+    "warned": "到期预警",
+    "breached": "超过时限",
+    "met": "按时完成",
+    "late": "逾期完成",
+    "unverifiable": "已发布(无法核实时间)",
+    "paused": "暂停计时",
+    "resumed": "恢复计时",
+    "restarted": "重新起算",
+    "extended": "延长期限",
+    "rejected": "操作未生效",
+    "cancelled": "取消",
+    "reopened": "重新开启",
+    "rescheduled": "期限重算",
+}
+STAGE_ZH = {
+    "watching": "监控中",
+    "warned": "已预警",
+    "breached": "已超时,催办中",
+    "acknowledged": "已有人确认,停止催办",
+    "stopped": "已停止",
+}
+MESSAGE_KIND_ZH = {
+    "warned": "预警",
+    "breached": "超时通知",
+    "repeat": "重复催办",
+    "escalated": "升级通知",
+    "fallback": "改发",
+}
+DELIVERY_ZH = {
+    "pending": "待回执",
+    "queued": "排队中",
+    "accepted": "已受理",
+    "sending": "发送中",
+    "sent": "已发送",
+    "delivered": "已送达",
+    "read": "已读",
+    "failed": "发送失败",
+    "undelivered": "未送达",
+    "busy": "占线",
+    "no-answer": "无人接听",
+    "canceled": "已取消",
+}
+CHANNEL_ZH = {"sms": "短信", "voice": "语音"}
+_FULFILLED = frozenset({"met", "late", "unverifiable"})
+
+_CSS = """
+*{box-sizing:border-box}
+body{margin:0;background:#f2f3f5;color:#1d2129;font:16px/1.5 -apple-system,"PingFang SC",
+"Hiragino Sans GB","Microsoft YaHei","Noto Sans CJK SC",sans-serif}
+main{max-width:36rem;margin:0 auto;padding:12px}
+h1{font-size:18px;margin:4px 0 12px}
+h2{font-size:15px;margin:0 0 8px;color:#4e5969}
+section{background:#fff;border-radius:10px;padding:14px;margin:0 0 12px}
+.title{font-size:17px;font-weight:600;margin:0 0 6px;word-break:break-word}
+dl{margin:0;display:grid;grid-template-columns:auto 1fr;gap:4px 12px}
+dt{color:#86909c}dd{margin:0;word-break:break-word}
+.badge{display:inline-block;padding:1px 8px;border-radius:9px;font-size:13px;background:#e8f3ff;
+color:#165dff}
+.badge.bad{background:#ffece8;color:#cb2634}.badge.ok{background:#e8ffea;color:#00a84f}
+.countdown{text-align:center;padding:8px 0}
+.cd-label{display:block;font-size:14px;color:#4e5969}
+.cd-time{display:block;font-size:32px;font-weight:700;font-variant-numeric:tabular-nums}
+.running .cd-time{color:#00a84f}.soon .cd-time{color:#ff7d00}.overdue .cd-time{color:#cb2634}
+.due{text-align:center;color:#4e5969;font-size:14px}
+button{width:100%;min-height:52px;border:0;border-radius:10px;background:#165dff;color:#fff;
+font-size:18px;font-weight:600}
+button:active{background:#0e42d2}
+.who{margin:0 0 10px;color:#4e5969;font-size:14px}
+.note{margin:8px 0 0;color:#00a84f;font-size:14px}
+ol{margin:0;padding:0;list-style:none}
+li{padding:6px 0;border-top:1px solid #f2f3f5;font-size:14px}
+li:first-child{border-top:0}
+.t{color:#86909c;font-variant-numeric:tabular-nums;margin-right:6px}
+.d{display:block;color:#4e5969;word-break:break-word}
+.ok-big{font-size:20px;font-weight:700;color:#00a84f;margin:0 0 6px}
+.err-big{font-size:20px;font-weight:700;color:#cb2634;margin:0 0 6px}
+footer{color:#86909c;font-size:12px;text-align:center;padding:4px 0 16px}
+"""
+
+_SCRIPT = """
+(function(){var e=document.getElementById("countdown");if(!e)return;
+var due=+e.getAttribute("data-due"),now=+e.getAttribute("data-now"),t0=Date.now();
+var L=e.querySelector(".cd-label"),T=e.querySelector(".cd-time");
+function p(n){return(n<10?"0":"")+n}
+function f(s){var d=Math.floor(s/86400);s%=86400;
+var t=p(Math.floor(s/3600))+":"+p(Math.floor(s%3600/60))+":"+p(s%60);return d?d+"天 "+t:t}
+function u(){var s=due-(now+Math.floor((Date.now()-t0)/1000));
+L.textContent=s<0?"已超时":"剩余";T.textContent=f(Math.abs(s));
+e.className="countdown "+(s<0?"overdue":s<=3600?"soon":"running")}
+u();setInterval(u,1000)})();
+"""
+
+
+def _csp_hash(text: str) -> str:
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
+
+
+#: Only this page's own inline style and script may run; forms post to this origin only.
+CSP = (
+    "default-src 'none'; "
+    f"style-src {_csp_hash(_CSS)}; "
+    f"script-src {_csp_hash(_SCRIPT)}; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+HEADERS: Mapping[str, str] = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Robots-Tag": "noindex",
+}
+
+
+# ---------------------------------------------------------------------------------------
+# Formatting
+
+
+def _esc(value: object) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _zh(labels: Mapping[str, str], value: object) -> str:
+    text = "" if value is None else str(value)
+    return labels.get(text, text)
+
+
+def _epoch(value: object) -> int | None:
+    """An RFC 3339 string (as the API gives) or epoch seconds, as epoch seconds."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=CST)
+        return int(moment.timestamp())
+    return None
+
+
+def _cst(epoch: int, *, seconds: bool = False) -> str:
+    moment = datetime.fromtimestamp(epoch, tz=CST)
+    if seconds and moment.second:
+        return moment.strftime("%Y-%m-%d %H:%M:%S")
+    return moment.strftime("%Y-%m-%d %H:%M")
+
+
+def _duration(seconds: int) -> str:
+    days, rest = divmod(abs(seconds), 86_400)
+    hms = f"{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+    return f"{days}天 {hms}" if days else hms
+
+
+def countdown(due_at: int, now: int) -> tuple[str, str, str]:
+    """(label, time, css class): ``剩余 02:30:00`` before the deadline (the deadline second
+    itself still counts as in time), ``已超时 00:00:01`` after it."""
+    left = due_at - now
+    if left < 0:
+        return "已超时", _duration(left), "overdue"
+    return "剩余", _duration(left), "soon" if left <= 3600 else "running"
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="zh-CN"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="robots" content="noindex">'
+        '<meta name="referrer" content="no-referrer">'
+        f"<title>{_esc(title)}</title><style>{_CSS}</style></head>"
+        f"<body><main>{body}</main></body></html>\n"
+    )
+
+
+def _obligation_section(
+    obligation: Mapping[str, Any] | None, claim: AckClaim, title: str | None
+) -> str:
+    if not obligation:
+        return (
+            '<section id="obligation"><p class="title">'
+            f"{_esc(claim.obligation_id)}</p>"
+            "<p>详情暂不可用 / details are not available right now; "
+            "you can still acknowledge.</p></section>"
+        )
+    status = str(obligation.get("status") or "")
+    badge = "bad" if status == "missed" else "ok" if status in _FULFILLED else ""
+    name = title or obligation.get("title") or obligation.get("rule_id") or claim.obligation_id
+    unit = obligation.get("unit_name") or obligation.get("unit")
+    rows = [
+        ("事项", obligation.get("subject_id")),
+        ("单位", unit),
+        ("规则", obligation.get("rule_id")),
+        ("编号", obligation.get("id") or claim.obligation_id),
+    ]
+    cells = "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in rows if v)
+    return (
+        '<section id="obligation">'
+        f'<p class="title">{_esc(name)}</p>'
+        f'<p><span class="badge {badge}" id="status">{_esc(STATUS_ZH.get(status, status))}'
+        f"</span></p><dl>{cells}</dl></section>"
+    )
+
+
+def _deadline_section(obligation: Mapping[str, Any] | None, now: int) -> str:
+    if not obligation:
+        return ""
+    due = _epoch(obligation.get("due_at"))
+    if due is None:
+        return ""
+    status = str(obligation.get("status") or "")
+    due_line = f'<p class="due">期限:北京时间 {_esc(_cst(due, seconds=True))}</p>'
+    if status in _FULFILLED:
+        done = _epoch(obligation.get("fulfilled_at"))
+        when = _cst(done) if done is not None else "-"
+        if done is not None and obligation.get("fulfilled_date_only"):
+            when = when[:10]
+        return (
+            '<section id="deadline"><div class="countdown running">'
+            f'<span class="cd-label">{_esc(STATUS_ZH.get(status, status))}</span>'
+            f'<span class="cd-time">{_esc(when)}</span></div>{due_line}</section>'
+        )
+    if status in ("cancelled", "paused"):
+        return (
+            '<section id="deadline"><div class="countdown running">'
+            f'<span class="cd-label">{_esc(STATUS_ZH[status])}</span></div>{due_line}</section>'
+        )
+    label, left, css = countdown(due, now)
+    return (
+        '<section id="deadline">'
+        f'<div class="countdown {css}" id="countdown" data-due="{due}" data-now="{now}">'
+        f'<span class="cd-label">{label}</span><span class="cd-time">{left}</span></div>'
+        f"{due_line}</section>"
+    )
+
+
+def _acked_by(escalation: Mapping[str, Any] | None, claim: AckClaim) -> int | None:
+    for ack in (escalation or {}).get("acks") or []:
+        same = ack.get("level") == claim.level and ack.get("person_id") == claim.person_id
+        if same and ack.get("current", True):
+            return _epoch(ack.get("at"))
+    return None
+
+
+def _ack_section(claim: AckClaim, escalation: Mapping[str, Any] | None) -> str:
+    done = _acked_by(escalation, claim)
+    note = (
+        f'<p class="note" id="already">您已于 {_esc(_cst(done))} 确认收到 / already '
+        "acknowledged</p>"
+        if done is not None
+        else ""
+    )
+    return (
+        '<section id="ack">'
+        f'<p class="who">第 {claim.level} 级通知 · 接收人 {_esc(claim.person_id)}</p>'
+        '<form method="post"><button type="submit" id="ack-button">确认收到 / Acknowledge'
+        f"</button></form>{note}</section>"
+    )
+
+
+def _escalation_section(escalation: Mapping[str, Any] | None) -> str:
+    if not escalation:
+        return ""
+    stage = str(escalation.get("stage") or "")
+    rows = [("状态", STAGE_ZH.get(stage, stage))]
+    if escalation.get("level"):
+        rows.append(("当前级别", f"第 {escalation['level']} 级"))
+    nxt = _epoch(escalation.get("next_at"))
+    if nxt is not None:
+        rows.append(("下次催办", _cst(nxt)))
+    cells = "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in rows)
+    items = []
+    for ack in escalation.get("acks") or []:
+        at = _epoch(ack.get("at"))
+        items.append(
+            f'<li><span class="t">{_esc(_cst(at) if at is not None else "")}</span>'
+            f"确认 · 第 {_esc(ack.get('level'))} 级 · {_esc(ack.get('person_id'))}</li>"
+        )
+    for msg in (escalation.get("messages") or [])[-10:]:
+        at = _epoch(msg.get("at"))
+        kind = str(msg.get("kind") or "")
+        items.append(
+            f'<li><span class="t">{_esc(_cst(at) if at is not None else "")}</span>'
+            f"{_esc(MESSAGE_KIND_ZH.get(kind, kind))} · 第 {_esc(msg.get('level'))} 级 · "
+            f"{_esc(msg.get('person_id'))} · {_esc(_zh(CHANNEL_ZH, msg.get('channel')))} · "
+            f"{_esc(_zh(DELIVERY_ZH, msg.get('status')))}</li>"
+        )
+    listing = f"<ol>{''.join(items)}</ol>" if items else ""
+    return f'<section id="escalation"><h2>催办</h2><dl>{cells}</dl>{listing}</section>'
+
+
+def _timeline_section(obligation: Mapping[str, Any] | None) -> str:
+    entries = (obligation or {}).get("timeline") or []
+    if not entries:
+        return ""
+    items = []
+    for entry in entries:
+        at = _epoch(entry.get("at"))
+        kind = str(entry.get("kind") or "")
+        detail = " · ".join(str(x) for x in (entry.get("detail"), entry.get("event_id")) if x)
+        items.append(
+            f'<li><span class="t">{_esc(_cst(at) if at is not None else "")}</span>'
+            f"{_esc(KIND_ZH.get(kind, kind))}"
+            + (f'<span class="d">{_esc(detail)}</span>' if detail else "")
+            + "</li>"
+        )
+    return f'<section id="timeline"><h2>时间线(北京时间)</h2><ol>{"".join(items)}</ol></section>'
+
+
+def render_ack_page(
+    obligation: Mapping[str, Any] | None,
+    claim: AckClaim,
+    now: int,
+    *,
+    title: str | None = None,
+    escalation: Mapping[str, Any] | None = None,
+) -> str:
+    """The page a link opens: obligation, deadline, acknowledge button, escalation, timeline.
+    ``obligation`` may be None (details unavailable: the button still works)."""
+    body = (
+        "<h1>政务时限提醒 · 确认收到</h1>"
+        + _obligation_section(obligation, claim, title)
+        + _deadline_section(obligation, now)
+        + _ack_section(claim, escalation)
+        + _escalation_section(escalation)
+        + _timeline_section(obligation)
+        + f"<footer>链接有效期至 {_esc(_cst(claim.expires_at))}(北京时间)</footer>"
+        + f"<script>{_SCRIPT}</script>"
+    )
+    return _page("确认收到 · 政务时限", body)
+
+
+def render_confirmation(
+    claim: AckClaim,
+    at: int,
+    obligation: Mapping[str, Any] | None = None,
+    *,
+    title: str | None = None,
+) -> str:
+    """The page after acknowledging."""
+    body = (
+        '<h1>政务时限提醒</h1><section id="confirmed">'
+        '<p class="ok-big">已确认收到 / Acknowledged</p>'
+        f"<p>第 {claim.level} 级 · {_esc(claim.person_id)} · 北京时间 {_esc(_cst(at))}</p>"
+        "<p>已记录您的确认。超时后确认:重复提醒和升级停止;超时前确认:仅作记录,"
+        "超时时仍会通知。<br>Your acknowledgement is recorded. After the deadline it stops "
+        "the repeats and the escalation; before it, it is only recorded and the breach is "
+        "still paged.</p></section>"
+        + _obligation_section(obligation, claim, title)
+        + '<footer><a href="">返回 / Back</a></footer>'
+    )
+    return _page("已确认 · 政务时限", body)
+
+
+def render_error(error: AckError) -> str:
+    """The page for a link that cannot be used (bad, unknown, forged or expired)."""
+    english = str(error).split(":", 1)[0]
+    body = (
+        '<h1>政务时限提醒</h1><section id="error">'
+        f'<p class="err-big">{_esc(error.message_zh)}</p>'
+        f"<p>{_esc(english[:1].upper() + english[1:])}.</p>"
+        "<p>请使用最新短信中的链接,或联系值班室。<br>"
+        "Use the link in the latest message, or call the duty office.</p></section>"
+    )
+    return _page("链接无效 · 政务时限", body)
+
+
+# ---------------------------------------------------------------------------------------
+# Escalation summary (plain data for the page and the JSON API; no phone numbers)
+
+
+def escalation_summary(state: EscalationState) -> dict[str, Any]:
+    """What the page shows of an obligation's escalation: stage, rung, acks, messages."""
+    wake = next_wake(state)
+    return {
+        "stage": state.stage,
+        "level": state.level,
+        "next_at": rfc3339(wake) if wake is not None else None,
+        "acks": [
+            {
+                "level": a.level,
+                "person_id": a.person_id,
+                "at": rfc3339(a.at),
+                "current": a.stage == state.breach_id,
+            }
+            for a in state.acks
+        ],
+        "messages": [
+            {
+                "at": rfc3339(s.at),
+                "kind": s.kind,
+                "level": s.level,
+                "person_id": s.contact.person_id,
+                "channel": s.contact.channel,
+                "status": s.status,
+            }
+            for s in state.sent
+        ],
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# HTTP
+
+
+@dataclass(frozen=True, slots=True)
+class AckResponse:
+    """What to answer: copy into the framework's response."""
+
+    status: int
+    content_type: str  # without charset; the body is UTF-8
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8")
+
+
+def wants_json(accept: str | None) -> bool:
+    """True when the ``Accept`` header prefers JSON to HTML (a browser's never does)."""
+    if not accept:
+        return False
+    weights: dict[str, float] = {}
+    for part in accept.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        weight = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        media = media.lower()
+        weights[media] = max(weights.get(media, 0.0), weight)
+    as_json = weights.get(JSON_TYPE, 0.0)
+    as_html = max(weights.get(HTML_TYPE, 0.0), weights.get("application/xhtml+xml", 0.0))
+    return as_json > 0 and as_json > as_html
+
+
+def _html(status: int, page: str) -> AckResponse:
+    headers = {**HEADERS, "Content-Security-Policy": CSP}
+    return AckResponse(status, HTML_TYPE, page.encode("utf-8"), headers)
+
+
+def _json(status: int, data: Mapping[str, Any]) -> AckResponse:
+    body = json.dumps(data, ensure_ascii=False).encode("utf-8")
+    return AckResponse(status, JSON_TYPE, body, dict(HEADERS))
+
+
+def error_response(error: AckError, as_json: bool = False) -> AckResponse:
+    """410 for an expired link, 404 for anything else wrong with it."""
+    status = 410 if error.reason == "expired" else 404
+    if as_json:
+        return _json(
+            status,
+            {"error": error.reason, "message": str(error), "message_zh": error.message_zh},
+        )
+    return _html(status, render_error(error))
+
+
+def _failure(status: int, error: str, message: str, message_zh: str, as_json: bool) -> AckResponse:
+    if as_json:
+        response = _json(status, {"error": error, "message": message, "message_zh": message_zh})
+    else:
+        body = (
+            '<h1>政务时限提醒</h1><section id="error">'
+            f'<p class="err-big">{_esc(message_zh)}</p><p>{_esc(message)}.</p></section>'
+        )
+        response = _html(status, _page("未能确认 · 政务时限", body))
+    if status == 503:
+        response = replace(response, headers={**response.headers, "Retry-After": "30"})
+    return response
+
+
+def _claim_json(claim: AckClaim) -> dict[str, Any]:
+    return {
+        "obligation_id": claim.obligation_id,
+        "level": claim.level,
+        "person_id": claim.person_id,
+        "expires_at": rfc3339(claim.expires_at),
+    }
+
+
+Loader = Callable[[str], Awaitable[Mapping[str, Any] | None]]
+#: ``acknowledge(obligation_id, level, person_id, at)``; LookupError: nothing to acknowledge.
+Acknowledge = Callable[[str, int, str, int], Awaitable[None]]
+
+
+@dataclass
+class AckHandlers:
+    """``GET`` and ``POST /a/{token}`` as functions of (token, now, Accept header).
+
+    ``lookup``: the :class:`streams.ack_links.AckIndex` (or any :data:`Lookup`).
+    ``acknowledge``: records the ack (e.g. ``submit_ack`` or ``Notifier.acknowledge``); a
+    LookupError from it means there is no escalation to acknowledge (404), any other error
+    that it could not be recorded now (503, Retry-After; acks are idempotent).
+    ``load_obligation``: the obligation's JSON (``GET /v1/obligations/{id}``), None if not
+    found. ``load_escalation``: :func:`escalation_summary` of its state, None if none.
+    ``title_for``: rule id -> title.
+    A loader that fails only leaves its part out of the page: acknowledging still works."""
+
+    secrets: Secret | Sequence[Secret]
+    lookup: Lookup
+    acknowledge: Acknowledge
+    load_obligation: Loader | None = None
+    load_escalation: Loader | None = None
+    title_for: Callable[[str], str | None] | None = None
+
+    async def _load(self, loader: Loader | None, obligation_id: str) -> Mapping[str, Any] | None:
+        if loader is None:
+            return None
+        try:
+            return await loader(obligation_id)
+        except Exception as exc:  # the page still lets the person acknowledge
+            log.warning("ack page: loading %s failed: %r", obligation_id, exc)
+            return None
+
+    def _title(self, obligation: Mapping[str, Any] | None) -> str | None:
+        if obligation is None or self.title_for is None:
+            return None
+        rule_id = obligation.get("rule_id")
+        return self.title_for(rule_id) if isinstance(rule_id, str) else None
+
+    def _verify(self, token: str, now: int) -> AckClaim | AckError:
+        try:
+            return verify(token, self.secrets, now, self.lookup)
+        except AckError as exc:
+            log.info("ack link refused: %s", exc.reason)
+            return exc
+
+    async def get(self, token: str, *, now: int, accept: str | None = None) -> AckResponse:
+        """The page (or JSON) for a link; 404/410 for a bad or expired one."""
+        as_json = wants_json(accept)
+        claim = self._verify(token, now)
+        if isinstance(claim, AckError):
+            return error_response(claim, as_json)
+        obligation = await self._load(self.load_obligation, claim.obligation_id)
+        escalation = await self._load(self.load_escalation, claim.obligation_id)
+        if as_json:
+            return _json(
+                200,
+                {
+                    **_claim_json(claim),
+                    "obligation": obligation,
+                    "escalation": escalation,
+                    "acknowledge": {"method": "POST"},
+                },
+            )
+        page = render_ack_page(
+            obligation, claim, now, title=self._title(obligation), escalation=escalation
+        )
+        return _html(200, page)
+
+    async def post(self, token: str, *, now: int, accept: str | None = None) -> AckResponse:
+        """Acknowledge: calls ``acknowledge`` and answers the confirmation (or JSON)."""
+        as_json = wants_json(accept)
+        claim = self._verify(token, now)
+        if isinstance(claim, AckError):
+            return error_response(claim, as_json)
+        try:
+            await self.acknowledge(claim.obligation_id, claim.level, claim.person_id, now)
+        except LookupError:
+            return _failure(
+                404,
+                "no_escalation",
+                "no escalation for this obligation here: nothing to acknowledge",
+                "此处没有该事项的催办记录,无需确认",
+                as_json,
+            )
+        except Exception as exc:  # broker down, notifier off, …: nothing known; retry is safe
+            log.warning("ack of %s not recorded: %r", claim.obligation_id, exc)
+            return _failure(
+                503,
+                "unavailable",
+                "the acknowledgement could not be recorded right now; try again in a minute",
+                "暂时无法记录确认,请稍后重试",
+                as_json,
+            )
+        log.info(
+            "acknowledged %s level %d by %s", claim.obligation_id, claim.level, claim.person_id
+        )
+        if as_json:
+            return _json(200, {"acknowledged": True, **_claim_json(claim), "at": rfc3339(now)})
+        obligation = await self._load(self.load_obligation, claim.obligation_id)
+        page = render_confirmation(claim, now, obligation, title=self._title(obligation))
+        return _html(200, page)
