@@ -194,7 +194,8 @@ def pipeline() -> dashboard.Dashboard:
             "Failed / sent, by channel (rolling 15 min)",
             "Share of the notifications sent in the preceding 15 minutes whose delivery "
             "failed. GovclockNotifierFailing fires above 20 %.",
-            query(f"{_FAILED} / ({_SENT} > 0)", legend="{{channel}}"),
+            # A channel that sent but never failed has no failed series: 0, not nothing.
+            query(f"({_FAILED} or {_SENT} * 0) / ({_SENT} > 0)", legend="{{channel}}"),
             unit="percentunit",
             steps=FAILED_RATIO,
         ),

@@ -1,0 +1,282 @@
+"""A real Prometheus scrapes a running worker fed with a scripted history, and every
+dashboard panel's query returns data.
+
+- ``govclock run`` (the ``monitor_factory`` fixture: the real embedded broker, a Faust
+  worker, its web server) is fed ``tests/data/prometheus_history.yaml`` in two phases over
+  POST /v1/events: incidents, documents, decisions, applications and opinions of three
+  units whose obligations end up pending, paused, met, late, missed, unverifiable and
+  cancelled (past-dated triggers are breached at once by the sweeper; one deadline passes
+  a few seconds after posting), plus rejected requests (400, 413, 415) and malformed
+  records produced straight to the events topic (dead letters).
+- ``prometheus`` (Debian's package; ``make tools``) runs on 127.0.0.1 with a temporary
+  TSDB, scrapes the worker's /metrics every second and evaluates dashboards/alerts.yaml.
+- Every target of every panel of the three generated dashboards is queried over the HTTP
+  API: instant targets at the end, range targets over the whole scrape window with a 1 s
+  step; Grafana's variables are filled in as tests/panel_queries.py documents. A target
+  passes when it returns at least one number (not NaN) **and** every govclock selector in
+  it matches at least one series, so an ``or vector(0)`` fallback cannot hide a metric that
+  has no data. A failure names the panel, the expression, what came back and why (metric
+  not registered, registered but never fed, labels not matched, or a query that returns
+  nothing from series that exist).
+- Every alert rule evaluates without error (firing is not required).
+
+Run with ``-s`` to see the table of every panel target with data or without.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kafka import KafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
+
+from dashboards.catalog import exposed
+from streams.topics import DEAD_LETTERS, EVENTS
+from tests.integration.test_monitor import Monitor, read_topic, request
+from tests.panel_queries import Target, selectors, targets
+from tests.promserver import (
+    Prometheus,
+    PrometheusError,
+    has_values,
+    require_prometheus,
+    summary,
+)
+from tests.scripted_history import DATA, Phase, load
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+HISTORY = DATA / "prometheus_history.yaml"
+ALERTS = ROOT / "dashboards" / "alerts.yaml"
+SCRAPE_S = 1.0
+PHASE_TIMEOUT = 30.0
+
+
+# -- feeding the worker ------------------------------------------------------------------
+
+
+def produce_raw(bootstrap: str, records: list[bytes]) -> None:
+    """Records straight to the events topic, past the HTTP validation."""
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, request_timeout_ms=5000, max_block_ms=5000
+    )
+    try:
+        futures = [producer.send(EVENTS, value=r) for r in records]
+        producer.flush(10)
+        for f in futures:
+            f.get(timeout=5)
+    finally:
+        producer.close(5)
+
+
+def statuses(mon: Monitor) -> dict[str, str]:
+    return {o["id"]: o["status"] for o in mon.obligations()}
+
+
+def feed(mon: Monitor, phase: Phase, dead_letters_before: int) -> int:
+    """Post the phase, check the refusals, wait until the worker shows the expected
+    statuses and the dead letters; returns the number of dead letters now."""
+    events = phase.render(time.time())
+    status, body = mon.post(events)
+    assert status == 202, f"{phase.name}: {status} {body}"
+    assert body["accepted"] == len(events), body
+    for bad in phase.rejected:
+        status, body = request(mon.port, "POST", "/v1/events", bad.body, bad.content_type)
+        assert status == bad.status, f"{phase.name}: {bad.content_type} → {status} {body}"
+    bootstrap = mon.bootstrap()
+    if phase.dead_letters:
+        produce_raw(bootstrap, phase.dead_letters)
+
+    deadline = time.monotonic() + PHASE_TIMEOUT
+    while True:
+        try:
+            got = statuses(mon)
+        except (OSError, http.client.HTTPException) as exc:
+            got = {"(error)": repr(exc)}
+        wrong = {i: (s, got.get(i)) for i, s in phase.expect.items() if got.get(i) != s}
+        if not wrong:
+            break
+        if not mon.alive() or time.monotonic() >= deadline:
+            pytest.fail(
+                f"phase {phase.name!r}: obligation (expected, got): {wrong}\n{mon.describe()}"
+            )
+        time.sleep(0.2)
+
+    wanted = dead_letters_before + len(phase.dead_letters)
+    while True:
+        letters = read_topic(bootstrap, DEAD_LETTERS, timeout=10)
+        if len(letters) >= wanted:
+            return len(letters)
+        if time.monotonic() >= deadline:
+            pytest.fail(f"phase {phase.name!r}: {len(letters)} dead letters, wanted {wanted}")
+        time.sleep(0.2)
+
+
+def worker_samples(mon: Monitor) -> set[str]:
+    """The sample names the worker's /metrics has right now."""
+    status, text = request(mon.port, "GET", "/metrics")
+    assert status == 200 and isinstance(text, str), (status, text)
+    return {s.name for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+# -- checking the queries ----------------------------------------------------------------
+
+
+@dataclass
+class Checked:
+    target: Target
+    expr: str
+    ok: bool
+    why: str = ""
+    came_back: str = ""
+
+
+def short(data: Any, limit: int = 600) -> str:
+    text = json.dumps(data, ensure_ascii=False)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def why_no_series(selector: str, registered: set[str], scraped: set[str]) -> str:
+    name = selector.split("{", 1)[0]
+    if name not in registered:
+        return f"{name} is not a metric streams/metrics.py registers (missing metric)"
+    if name not in scraped:
+        return (
+            f"{name} is registered but the worker exported no sample of it: nothing has "
+            "observed/incremented it (the code does not feed it, or the history does not "
+            "exercise it)"
+        )
+    return f"{name} has samples, but none matches {selector} (the history lacks those labels)"
+
+
+def check(
+    prom: Prometheus,
+    target: Target,
+    start: float,
+    end: float,
+    registered: set[str],
+    scraped: set[str],
+) -> Checked:
+    expr = target.interpolate(end - start, SCRAPE_S)
+    try:
+        if target.instant:
+            data = prom.query(expr, end)
+        else:
+            data = prom.query_range(expr, start, end, SCRAPE_S)
+    except PrometheusError as exc:
+        return Checked(target, expr, False, f"the query fails (broken query): {exc}")
+    missing: dict[str, None] = {}  # reasons, in order, once each
+    for selector in selectors(expr):
+        if not prom.query(f"count({selector})", end)["result"]:
+            missing.setdefault(why_no_series(selector, registered, scraped), None)
+    values = has_values(data)
+    if values and not missing:
+        return Checked(target, expr, True, came_back=summary(data))
+    if missing:
+        why = "; ".join(missing)
+        if values:
+            why += " (the panel shows only its `or vector(0)` fallback)"
+    elif data["result"]:
+        why = "only NaN values although every selector has series (nothing in the window?)"
+    else:
+        why = "no result although every selector has series (broken query?)"
+    return Checked(target, expr, False, why, short(data))
+
+
+def report(checked: list[Checked]) -> str:
+    lines = []
+    for c in checked:
+        if c.ok:
+            lines.append(f"data     {c.target.where}: {c.came_back}")
+        else:
+            lines.append(f"NO DATA  {c.target.where}: {c.why}")
+    return "\n".join(lines)
+
+
+def check_alert_rules(prom: Prometheus, end: float) -> tuple[list[str], list[str]]:
+    """Problems with the alert rules (not all loaded, not evaluated, evaluation errors),
+    and each rule's state for the record."""
+    wanted = [r["alert"] for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]]
+
+    def evaluated() -> list[dict[str, Any]]:
+        rules = prom.rules()
+        done = all(not r.get("lastEvaluation", "0001").startswith("0001") for r in rules)
+        return rules if done and len(rules) == len(wanted) else []
+
+    rules = prom.wait("every alert rule evaluated", evaluated, 15)
+    problems, states = [], []
+    if sorted(r["name"] for r in rules) != sorted(wanted):
+        problems.append(f"loaded {sorted(r['name'] for r in rules)}, wanted {sorted(wanted)}")
+    for rule in rules:
+        if rule.get("health") != "ok" or rule.get("lastError"):
+            problems.append(f"{rule['name']}: health {rule.get('health')}: {rule.get('lastError')}")
+        try:
+            result = prom.query(rule["query"], end)
+        except PrometheusError as exc:
+            problems.append(f"{rule['name']}: {rule['query']!r}: {exc}")
+        else:
+            states.append(
+                f"{rule['name']}: health {rule.get('health')}, {rule.get('state')}; "
+                f"its expression now: {summary(result)}"
+            )
+    return problems, states
+
+
+# -- the test ----------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(150)
+def test_every_dashboard_panel_has_data_in_a_real_prometheus(
+    monitor_factory: Callable[..., Monitor], tmp_path: Path
+) -> None:
+    binary = require_prometheus()
+    phases = load(HISTORY)
+    every = targets()
+    assert len({t.dashboard for t in every}) == 3 and len(every) >= 40, every
+    t0 = time.monotonic()
+
+    mon = monitor_factory("scraped").start()
+    prom = Prometheus(
+        binary,
+        tmp_path / "prometheus",
+        [f"127.0.0.1:{mon.port}"],
+        scrape_interval=f"{SCRAPE_S:g}s",
+        rule_files=[ALERTS],
+    )
+    with prom:
+        prom.wait_ready()
+        mon.wait_ready()
+        prom.wait_scraped_after(time.time(), scrapes=2)
+        start = prom.started_at  # range queries and $__range: the whole scrape window
+        dead_letters = 0
+        for phase in phases:
+            dead_letters = feed(mon, phase, dead_letters)
+            prom.wait_scraped_after(time.time(), scrapes=2)
+        end = time.time()
+        registered = set(exposed())
+        scraped = worker_samples(mon)
+        checked = [check(prom, t, start, end, registered, scraped) for t in every]
+        alert_problems, alert_states = check_alert_rules(prom, end)
+        elapsed = time.monotonic() - t0
+
+    print(
+        f"\n{len(checked)} panel targets over {end - start:.0f} s of scrapes "
+        f"({elapsed:.1f} s from the worker's start):\n{report(checked)}\nalert rules:\n"
+        + "\n".join(alert_states)
+    )
+    failed = [c for c in checked if not c.ok]
+    message = [f"{len(failed)} of {len(checked)} panel targets have no data:"]
+    for c in failed:
+        message.append(f"- {c.target.where}\n    expr: {c.expr}\n    why: {c.why}")
+        message.append(f"    came back: {c.came_back}")
+    if alert_problems:
+        message.append("alert rules:\n" + "\n".join(f"- {p}" for p in alert_problems))
+    assert not failed and not alert_problems, "\n".join(message)
