@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from streams.app import Context
 
 
+FULFILLED = frozenset({"met", "late"})
+
+
 def register(ctx: Context) -> None:
     worker = ctx.worker
 
@@ -49,12 +52,14 @@ def register(ctx: Context) -> None:
                     with in_partition(events[-1]):
                         ctx.table.write_rows(partition, rows)
                 emitted = ctx.emitted
+                led = worker.ledgers.get(partition)
                 for fx in effects:
                     ctx.count(f"effects_{fx.kind}")
                     if emitted is not None and fx.key in emitted:
                         ctx.count("effects_already_emitted")
                         continue  # re-derived after a restart: counted the first time
-                    ctx.metrics.observe_effect(fx)
+                    ob = led.get(fx.obligation_id) if led and fx.kind in FULFILLED else None
+                    ctx.metrics.observe_effect(fx, (ob.start, ob.due_at) if ob else None)
                     ctx.notifications.send_soon(
                         key=fx.obligation_id.encode(),
                         value=effect_record(fx),

@@ -133,8 +133,9 @@ class Metrics:
         for unit in units:
             self.no_on_call.labels(unit)
 
-    def observe_effect(self, effect: Any) -> None:
-        """Count one ledger effect (a :class:`deadlines.ledger.Effect`)."""
+    def observe_effect(self, effect: Any, window: tuple[int, int] | None = None) -> None:
+        """Count one ledger effect (a :class:`deadlines.ledger.Effect`); ``window`` is its
+        obligation's (start, deadline), for the time-to-fulfil ratio of met and late."""
         self.effects.labels(effect.kind, effect.rule_id).inc()
         if effect.kind == "breached":
             self.breaches.labels(effect.rule_id, effect.unit).inc()
@@ -142,6 +143,11 @@ class Metrics:
                 self.detection_delay.observe(max(0, effect.detected_at - effect.due_at - 1))
         elif effect.kind in ("met", "late", "unverifiable"):
             self.fulfilments.labels(effect.rule_id, effect.unit, effect.kind).inc()
+            if window is not None and effect.kind != "unverifiable" and window[1] > window[0]:
+                start, due = window
+                self.time_to_fulfil.labels(effect.rule_id).observe(
+                    max(0.0, (effect.at - start) / (due - start))
+                )
 
 
 class LedgerCollector(Collector):

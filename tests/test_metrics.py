@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from deadlines.calendar import WorkCalendar
@@ -47,3 +48,38 @@ def test_effects_and_ledger_state_show_up_with_bounded_labels() -> None:
     assert got["govclock_breach_detection_delay_seconds_count"] == 1
     # Labels never carry an obligation or incident id.
     assert not any("I-1" in name for name in got)
+
+
+def test_time_to_fulfil_is_the_fraction_of_the_window_used() -> None:
+    metrics = Metrics(CollectorRegistry())
+    ledger = Ledger(load_rulebook(), WorkCalendar.official())
+    incident = {
+        "event_id": "e1",
+        "type": "incident.reported",
+        "unit": "u1",
+        "incident_id": "I-1",
+        "occurred_at": "2026-03-01T10:00:00+08:00",
+        "title": "t",
+        "severity": "II",
+    }
+    release = {
+        "event_id": "p1",
+        "type": "document.published",
+        "unit": "u1",
+        "publication_id": "P-1",
+        "published_at": "2026-03-01T12:30:00+08:00",
+        "kind": "press_release",
+        "channel": "portal",
+        "refs": {"incident_id": "I-1"},
+        "url": "https://example.gov.cn/p1",
+    }
+    for data in (incident, release):
+        for fx in ledger.apply(parse_event(data)):
+            ob = ledger.get(fx.obligation_id)
+            metrics.observe_effect(fx, (ob.start, ob.due_at) if ob else None)
+    got = scrape(metrics.registry)
+    # met 2.5 h into the 5 h window: one sample of 0.5, in the 0.5 bucket and not below
+    rule = 'rule="first_release_5h"'
+    assert got[f"govclock_time_to_fulfil_ratio_count{{{rule}}}"] == 1
+    assert got[f"govclock_time_to_fulfil_ratio_sum{{{rule}}}"] == pytest.approx(0.5)
+    assert got[f'govclock_time_to_fulfil_ratio_bucket{{le="0.25",{rule}}}'] == 0
