@@ -52,14 +52,19 @@ def register(ctx: Context) -> None:
                     with in_partition(events[-1]):
                         ctx.table.write_rows(partition, rows)
                 emitted = ctx.emitted
-                led = worker.ledgers.get(partition)
+                windows = {}  # obligation id -> (start, due), for the time-to-fulfil ratio
+                if any(fx.kind in FULFILLED for fx in effects):
+                    windows = {
+                        ob.id: (ob.start, ob.due_at)
+                        for subject in worker.changed_subjects
+                        for ob in subject.obligations or ()
+                    }
                 for fx in effects:
                     ctx.count(f"effects_{fx.kind}")
                     if emitted is not None and fx.key in emitted:
                         ctx.count("effects_already_emitted")
                         continue  # re-derived after a restart: counted the first time
-                    ob = led.get(fx.obligation_id) if led and fx.kind in FULFILLED else None
-                    ctx.metrics.observe_effect(fx, (ob.start, ob.due_at) if ob else None)
+                    ctx.metrics.observe_effect(fx, windows.get(fx.obligation_id))
                     ctx.notifications.send_soon(
                         key=fx.obligation_id.encode(),
                         value=effect_record(fx),

@@ -18,13 +18,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import orjson
 from aiokafka.partitioner import murmur2
 
 from deadlines.calendar import WorkCalendar
-from deadlines.ledger import Effect, Ledger, route
+from deadlines.ledger import Effect, Ledger, Subject, route
 from deadlines.rules import RuleBook
 from deadlines.state import RuleRegistry, decode_subject, encode_subject, rules_used
 from schemas.events import Event, EventError, parse_event
@@ -34,6 +35,7 @@ UNIT_REF = "unit"
 RULES_ROW = "rules@"
 
 
+@lru_cache(maxsize=1 << 17)  # aiokafka's murmur2 is pure Python (~6 µs); subjects recur
 def partition_of(key: str, partitions: int) -> int:
     """The partition Kafka's default partitioner (murmur2) gives a subject key."""
     hashed: int = murmur2(key.encode())
@@ -82,6 +84,7 @@ class Worker:
         self.rules_stored: dict[int, set[str]] = {}  # rule versions whose text a partition holds
         self._rules_keys: dict[int, str] = {}
         self.applied = 0  # subject records applied (events, unit notes, ticks)
+        self.changed_subjects: list[Subject] = []  # those of the last changed() call
 
     def ledger(self, partition: int) -> Ledger:
         led = self.ledgers.get(partition)
@@ -157,7 +160,8 @@ class Worker:
             return []
         rows = []
         used: set[str] = set()
-        for subject in led.take_dirty():
+        self.changed_subjects = led.take_dirty()
+        for subject in self.changed_subjects:
             used |= rules_used(subject)
             rows.append((subject.key, orjson.dumps({"subject": encode_subject(subject)})))
         stored = self.rules_stored.setdefault(partition, set())
