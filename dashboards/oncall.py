@@ -19,9 +19,10 @@ from dashboards.common import (
     timeseries_panel,
     transformation,
 )
-from dashboards.promql import UNIT, matchers
+from dashboards.promql import UNIT, UNIT_OR_EMERGENCY_OFFICE, increase_from_zero, matchers
 
 NEXT_DUE = "govclock_obligation_next_due_timestamp_seconds" + matchers(UNIT)
+NO_ON_CALL = "govclock_no_on_call_total" + matchers(UNIT_OR_EMERGENCY_OFFICE)
 #: "Due in" colours: red within the hour, orange within four hours.
 DUE_SOON = ((None, "red"), (3600.0, "orange"), (4 * 3600.0, "green"))
 
@@ -213,5 +214,51 @@ def oncall() -> dashboard.Dashboard:
         )
         .span(6)
         .height(8),
+        table_panel(
+            "Units with nobody on call",
+            "Warnings and pages that reached nobody during the time range, per roster unit "
+            "(the selected units and the emergency office): the unit is not in the roster, "
+            "nobody is on call at that level (a rotation not started yet, a gap), or every "
+            "person and channel of the fallback chain failed. Anything above 0 is the "
+            "GovclockNoOnCall alert. Units of the roster show 0; a unit missing from the "
+            "roster appears with its first page.",
+            query(
+                "sort_desc(sum by (unit) (" + increase_from_zero(NO_ON_CALL, "$__range") + "))",
+                instant=True,
+                table=True,
+            ),
+            sort_by="Pages to nobody",
+            descending=True,
+        )
+        .with_transformation(
+            organize(
+                ["Time"],
+                {"unit": "Unit", "Value": "Pages to nobody"},
+                ["unit", "Value"],
+            )
+        )
+        .override_by_name(
+            *override(
+                "Pages to nobody",
+                decimals=0,
+                thresholds={
+                    "mode": "absolute",
+                    "steps": [{"color": c, "value": v} for v, c in BAD_IF_ANY],
+                },
+                custom__cellOptions={"type": "color-background"},
+            )
+        ),
+        timeseries_panel(
+            "Pages to nobody, by unit",
+            "Warnings and pages that reached nobody in each bar's interval (at least an hour), "
+            "by roster unit; units with none are not shown.",
+            query(
+                "sum by (unit) (" + increase_from_zero(NO_ON_CALL, "$__interval") + ") > 0",
+                legend="{{unit}}",
+            ),
+            bars=True,
+            stacked=True,
+            min_interval="1h",
+        ),
     )
     return board.done()

@@ -160,7 +160,7 @@ def pipeline() -> dashboard.Dashboard:
             ),
             unit="s",
             steps=((None, "green"), (1.0, "red")),
-        ),
+        ).span(8),
         timeseries_panel(
             "Breach → first notification (rolling 1 h)",
             "From a breach to the first notification about it: p50 and p90 per rule over the "
@@ -178,7 +178,28 @@ def pipeline() -> dashboard.Dashboard:
                 ref="B",
             ),
             unit="s",
-        ),
+        ).span(8),
+        timeseries_panel(
+            "Escalation wake lag (rolling 1 h)",
+            "From the instant an escalation asked to be woken (a repeat, the next rung, a send "
+            "to retry) to the notifier waking it: p50 and p99 over the preceding hour. The "
+            "escalation timer checks every 0.2 s; seconds here mean repeats and escalations "
+            "go out late.",
+            query(
+                "histogram_quantile(0.5, sum by (le) "
+                "(increase(govclock_escalation_wake_lag_seconds_bucket[1h])))",
+                legend="p50",
+                ref="A",
+            ),
+            query(
+                "histogram_quantile(0.99, sum by (le) "
+                "(increase(govclock_escalation_wake_lag_seconds_bucket[1h])))",
+                legend="p99",
+                ref="B",
+            ),
+            unit="s",
+            steps=((None, "green"), (1.0, "orange"), (5.0, "red")),
+        ).span(8),
     )
     board.row("Delivery").add(
         timeseries_panel(

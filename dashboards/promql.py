@@ -11,6 +11,8 @@ from __future__ import annotations
 #: Label matchers for the dashboard variables (``All`` is ``.*``).
 UNIT = 'unit=~"$unit"'
 RULE = 'rule=~"$rule"'
+#: The selected units and the emergency office (paged for every unit's breaches).
+UNIT_OR_EMERGENCY_OFFICE = 'unit=~"$unit|emergency_office"'
 
 
 def matchers(*parts: str) -> str:
@@ -51,3 +53,15 @@ def on_time_over(window: str, by: str, *filters: str) -> str:
     numerator = sum_by(by, f"{met} or {breached} * 0")
     denominator = sum_by(by, f"{met} or {breached}")
     return f"{numerator} / ({denominator} > 0)"
+
+
+def increase_from_zero(selector: str, window: str) -> str:
+    """``increase(selector[window])``, also counting series that were born inside the window.
+
+    A counter with labels is exported only from its first increment, so its first sample
+    is already 1 (or more) and ``increase()``, which only compares samples, never counts
+    that first occurrence. Series that existed ``window`` ago use ``increase()``; series
+    born since count their whole value (they started from 0). A worker restart resets the
+    counters, which ``increase()`` handles as usual.
+    """
+    return f"(increase({selector}[{window}]) and {selector} offset {window}) or {selector}"

@@ -5,6 +5,10 @@ the Asia/Shanghai date of that instant; ``now`` may be followed by signed terms 
 ``-7h``, ``+4s``, ``-1d-2h`` (units d, h, m, s). Everything else is left as it is. So the
 same file gives the same statuses whenever it is posted: a trigger 7 h ago with a 5-hour
 window is missed, one 4 h ago is pending.
+
+A history file has ``phases`` (see :class:`Phase`) and optionally a ``roster`` and a
+``policy`` (written as YAML files for the worker, times rendered: :meth:`History.files`) and
+``metrics`` (series → the least value each must reach).
 """
 
 from __future__ import annotations
@@ -63,6 +67,15 @@ class Rejected:
 
 
 @dataclass(frozen=True)
+class Ack:
+    """``POST /v1/obligations/{obligation}/ack`` with ``{"level", "person"}``."""
+
+    obligation: str
+    level: int
+    person: str
+
+
+@dataclass(frozen=True)
 class Phase:
     """One step of a scripted history, as written in the file (times not yet rendered)."""
 
@@ -71,6 +84,8 @@ class Phase:
     rejected: list[Rejected] = field(default_factory=list)
     dead_letters: list[bytes] = field(default_factory=list)
     expect: dict[str, str] = field(default_factory=dict)
+    acks: list[Ack] = field(default_factory=list)
+    escalations: dict[str, str] = field(default_factory=dict)  # obligation id -> stage
 
     def render(self, now: float) -> list[dict[str, Any]]:
         """The events with their times relative to ``now`` (epoch seconds)."""
@@ -78,24 +93,54 @@ class Phase:
         return rendered
 
 
-def load(path: Path) -> list[Phase]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    phases = []
-    for raw in data["phases"]:
-        phases.append(
-            Phase(
-                name=raw["name"],
-                events=list(raw.get("events") or []),
-                rejected=[
-                    Rejected(
-                        r["content_type"],
-                        r["body"].encode() * int(r.get("repeat", 1)),
-                        int(r["status"]),
-                    )
-                    for r in raw.get("rejected") or []
-                ],
-                dead_letters=[d.encode() for d in raw.get("dead_letters") or []],
-                expect={str(k): str(v) for k, v in (raw.get("expect") or {}).items()},
+@dataclass(frozen=True)
+class History:
+    """A whole history file: its phases, the notifier's roster and policy (times not yet
+    rendered) and the least values some series must reach."""
+
+    phases: list[Phase]
+    roster: dict[str, Any] | None = None
+    policy: dict[str, Any] | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def files(self, now: float) -> dict[str, str]:
+        """``roster.yaml`` and ``policy.yaml`` (those the file has), rendered at ``now``."""
+        out = {}
+        for name, data in (("roster.yaml", self.roster), ("policy.yaml", self.policy)):
+            if data is not None:
+                out[name] = yaml.safe_dump(
+                    render_value(data, now), allow_unicode=True, sort_keys=False
+                )
+        return out
+
+
+def _phase(raw: dict[str, Any]) -> Phase:
+    return Phase(
+        name=raw["name"],
+        events=list(raw.get("events") or []),
+        rejected=[
+            Rejected(
+                r["content_type"],
+                r["body"].encode() * int(r.get("repeat", 1)),
+                int(r["status"]),
             )
-        )
-    return phases
+            for r in raw.get("rejected") or []
+        ],
+        dead_letters=[d.encode() for d in raw.get("dead_letters") or []],
+        expect={str(k): str(v) for k, v in (raw.get("expect") or {}).items()},
+        acks=[
+            Ack(str(a["obligation"]), int(a["level"]), str(a["person"]))
+            for a in raw.get("acks") or []
+        ],
+        escalations={str(k): str(v) for k, v in (raw.get("escalations") or {}).items()},
+    )
+
+
+def load(path: Path) -> History:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return History(
+        phases=[_phase(raw) for raw in data["phases"]],
+        roster=data.get("roster"),
+        policy=data.get("policy"),
+        metrics={str(k): float(v) for k, v in (data.get("metrics") or {}).items()},
+    )

@@ -33,6 +33,7 @@ ALERTS = {
     "GovclockBreachSpike",
     "GovclockSweeperStalled",
     "GovclockNotifierFailing",
+    "GovclockNoOnCall",
     "GovclockSourceSilent",
     "GovclockNotReady",
     "GovclockCalendarAssumed",

@@ -1,13 +1,19 @@
 """A real Prometheus scrapes a running worker fed with a scripted history, and every
 dashboard panel's query returns data.
 
-- ``govclock run`` (the ``monitor_factory`` fixture: the real embedded broker, a Faust
-  worker, its web server) is fed ``tests/data/prometheus_history.yaml`` in two phases over
-  POST /v1/events: incidents, documents, decisions, applications and opinions of three
+- ``govclock run`` (the real embedded broker, a Faust worker, its web server) runs with the
+  roster and the short-interval policy of the history file, so its notifier is on: SMS go
+  through the real twilio client to the fake Twilio (tests/fake_twilio.py), whose signed
+  status callbacks come back to the worker's /v1/channels/twilio/status (delivered; the
+  first message of the run ends ``undelivered`` and falls back to the next person at once).
+- The worker is fed ``tests/data/prometheus_history.yaml`` in two phases over
+  POST /v1/events: incidents, documents, decisions, applications and opinions of four
   units whose obligations end up pending, paused, met, late, missed, unverifiable and
   cancelled (past-dated triggers are breached at once by the sweeper; one deadline passes
   a few seconds after posting), plus rejected requests (400, 413, 415) and malformed
-  records produced straight to the events topic (dead letters).
+  records produced straight to the events topic (dead letters). One unit is not in the
+  roster, so its pages reach nobody; one breach is acknowledged with
+  ``POST /v1/obligations/{id}/ack`` and its escalation must say so.
 - ``prometheus`` (Debian's package; ``make tools``) runs on 127.0.0.1 with a temporary
   TSDB, scrapes the worker's /metrics every second and evaluates dashboards/alerts.yaml.
 - Every target of every panel of the three generated dashboards is queried over the HTTP
@@ -18,6 +24,10 @@ dashboard panel's query returns data.
   has no data. A failure names the panel, the expression, what came back and why (metric
   not registered, registered but never fed, labels not matched, or a query that returns
   nothing from series that exist).
+- Series created at 0 (every channel × state, every roster unit) give data even when
+  nothing happened, so the history's ``metrics`` say how far some series must get in
+  Prometheus (pages sent, delivered, failed, acknowledged, told to nobody, …), and the fake
+  Twilio must have seen the undelivered report answered and the fallback sent.
 - Every alert rule evaluates without error (firing is not required).
 
 Run with ``-s`` to see the table of every panel target with data or without.
@@ -28,10 +38,12 @@ from __future__ import annotations
 import http.client
 import json
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import yaml
@@ -40,6 +52,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dashboards.catalog import exposed
 from streams.topics import DEAD_LETTERS, EVENTS
+from tests.fake_twilio import FakeTwilio
 from tests.integration.test_monitor import Monitor, read_topic, request
 from tests.panel_queries import Target, selectors, targets
 from tests.promserver import (
@@ -47,9 +60,10 @@ from tests.promserver import (
     PrometheusError,
     has_values,
     require_prometheus,
+    seconds_text,
     summary,
 )
-from tests.scripted_history import DATA, Phase, load
+from tests.scripted_history import DATA, Ack, History, Phase, load
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -58,6 +72,50 @@ HISTORY = DATA / "prometheus_history.yaml"
 ALERTS = ROOT / "dashboards" / "alerts.yaml"
 SCRAPE_S = 1.0
 PHASE_TIMEOUT = 30.0
+
+
+# -- the worker, with its notifier on ---------------------------------------------------
+
+
+@dataclass
+class NotifyingMonitor(Monitor):
+    """A monitor whose public URL (the base of Twilio's status callbacks) is its own web
+    port, a new one each start."""
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        env["GOVCLOCK_PUBLIC_URL"] = f"http://127.0.0.1:{self.port}"
+        return env
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeTwilio]:
+    with FakeTwilio() as f:
+        yield f
+
+
+@pytest.fixture
+def monitor(tmp_path: Path, fake: FakeTwilio) -> Iterator[NotifyingMonitor]:
+    """``govclock run`` with the history's roster and policy, SMS by the fake Twilio."""
+    workdir = tmp_path / "scraped"
+    workdir.mkdir()
+    env = {
+        "GOVCLOCK_TWILIO_ACCOUNT_SID": fake.account_sid,
+        "GOVCLOCK_TWILIO_AUTH_TOKEN": fake.auth_token,
+        "GOVCLOCK_TWILIO_FROM": "+15005550006",
+        "GOVCLOCK_TWILIO_BASE_URL": fake.base_url,
+        "GOVCLOCK_TWILIO_TIMEOUT": "5",
+    }
+    variables = {"roster.yaml": "GOVCLOCK_ROSTER_FILE", "policy.yaml": "GOVCLOCK_POLICY_FILE"}
+    for name, text in load(HISTORY).files(time.time()).items():
+        (workdir / name).write_text(text, encoding="utf-8")
+        env[variables[name]] = str(workdir / name)
+    assert "GOVCLOCK_ROSTER_FILE" in env, f"{HISTORY} has no roster: the notifier would be off"
+    mon = NotifyingMonitor(workdir / "var", workdir, env, name="scraped")
+    try:
+        yield mon
+    finally:
+        mon.cleanup()
 
 
 # -- feeding the worker ------------------------------------------------------------------
@@ -79,6 +137,29 @@ def produce_raw(bootstrap: str, records: list[bytes]) -> None:
 
 def statuses(mon: Monitor) -> dict[str, str]:
     return {o["id"]: o["status"] for o in mon.obligations()}
+
+
+def escalation_stage(mon: Monitor, oid: str) -> str | None:
+    status, body = request(mon.port, "GET", f"/v1/obligations/{quote(oid)}/escalation")
+    return body["stage"] if status == 200 and isinstance(body, dict) else None
+
+
+def acknowledge(mon: Monitor, ack: Ack, deadline: float) -> None:
+    """POST the ack until it is taken (404 until the notifier has the escalation)."""
+    body = json.dumps({"level": ack.level, "person": ack.person}).encode()
+    path = f"/v1/obligations/{quote(ack.obligation)}/ack"
+    while True:
+        try:
+            last: Any = request(mon.port, "POST", path, body, "application/json")
+        except (OSError, http.client.HTTPException) as exc:
+            last = repr(exc)
+        if isinstance(last, tuple) and last[0] == 202:
+            want = {"obligation_id": ack.obligation, "level": ack.level, "person": ack.person}
+            assert last[1] == want, last
+            return
+        if not mon.alive() or time.monotonic() >= deadline:
+            pytest.fail(f"ack {ack}: last answer {last!r}\n{mon.describe()}")
+        time.sleep(0.2)
 
 
 def feed(mon: Monitor, phase: Phase, dead_letters_before: int) -> int:
@@ -107,6 +188,24 @@ def feed(mon: Monitor, phase: Phase, dead_letters_before: int) -> int:
         if not mon.alive() or time.monotonic() >= deadline:
             pytest.fail(
                 f"phase {phase.name!r}: obligation (expected, got): {wrong}\n{mon.describe()}"
+            )
+        time.sleep(0.2)
+
+    for ack in phase.acks:
+        acknowledge(mon, ack, deadline)
+    while phase.escalations:
+        stages: dict[str, str | None]
+        try:
+            stages = {oid: escalation_stage(mon, oid) for oid in phase.escalations}
+        except (OSError, http.client.HTTPException) as exc:
+            stages = {"(error)": repr(exc)}
+        wrong = {i: (s, stages.get(i)) for i, s in phase.escalations.items() if stages.get(i) != s}
+        if not wrong:
+            break
+        if not mon.alive() or time.monotonic() >= deadline:
+            pytest.fail(
+                f"phase {phase.name!r}: escalation stage (expected, got): {wrong}\n"
+                + mon.describe()
             )
         time.sleep(0.2)
 
@@ -201,6 +300,50 @@ def report(checked: list[Checked]) -> str:
     return "\n".join(lines)
 
 
+def check_series(
+    prom: Prometheus, least: dict[str, float], start: float, end: float
+) -> tuple[list[str], list[str]]:
+    """Each selector's highest value in the scrape window against the least it must reach:
+    (problems, one line per selector)."""
+    window = seconds_text(end - start)
+    problems, lines = [], []
+    for selector, want in least.items():
+        result = prom.query(f"max(max_over_time({selector}[{window}]))", end)["result"]
+        got = float(result[0]["value"][1]) if result else None
+        lines.append(f"{selector}: {got} (at least {want:g})")
+        if got is None or got < want:
+            problems.append(f"{selector}: reached {got}, wanted at least {want:g}")
+    return problems, lines
+
+
+def check_twilio(fake: FakeTwilio) -> tuple[list[str], str]:
+    """What the fake Twilio saw: the undelivered report answered and followed by the same
+    text to someone else (the fallback), every status callback answered 204."""
+    messages = list(fake.messages.values())
+    callbacks = list(fake.callbacks)
+    problems = []
+    undelivered = [c for c in callbacks if c.params["MessageStatus"] == "undelivered"]
+    if not undelivered:
+        problems.append("no message ended undelivered (the fake's injected final status)")
+    else:
+        sid = undelivered[0].params["MessageSid"]
+        failed = fake.messages[sid]
+        text = failed["body"].split("确认")[0]
+        after = messages[messages.index(failed) + 1 :]
+        if not any(m["to"] != failed["to"] and m["body"].split("确认")[0] == text for m in after):
+            problems.append(f"no fallback after the undelivered {failed['body']!r}")
+    unanswered = [(c.params["MessageStatus"], c.answered, c.error) for c in callbacks]
+    unanswered = [u for u in unanswered if u[1] != 204]
+    if unanswered:
+        problems.append(f"status callbacks not answered 204: {unanswered[:5]}")
+    states = Counter(c.params["MessageStatus"] for c in callbacks)
+    numbers = Counter(m["to"][-2:] for m in messages)
+    return problems, (
+        f"{len(messages)} SMS to {len(numbers)} numbers (by last 2 digits: "
+        f"{dict(sorted(numbers.items()))}); status callbacks: {dict(states)}"
+    )
+
+
 def check_alert_rules(prom: Prometheus, end: float) -> tuple[list[str], list[str]]:
     """Problems with the alert rules (not all loaded, not evaluated, evaluation errors),
     and each rule's state for the record."""
@@ -235,15 +378,15 @@ def check_alert_rules(prom: Prometheus, end: float) -> tuple[list[str], list[str
 
 @pytest.mark.timeout(150)
 def test_every_dashboard_panel_has_data_in_a_real_prometheus(
-    monitor_factory: Callable[..., Monitor], tmp_path: Path
+    monitor: NotifyingMonitor, fake: FakeTwilio, tmp_path: Path
 ) -> None:
     binary = require_prometheus()
-    phases = load(HISTORY)
+    history: History = load(HISTORY)
     every = targets()
     assert len({t.dashboard for t in every}) == 3 and len(every) >= 40, every
     t0 = time.monotonic()
 
-    mon = monitor_factory("scraped").start()
+    mon = monitor.start()
     prom = Prometheus(
         binary,
         tmp_path / "prometheus",
@@ -256,27 +399,38 @@ def test_every_dashboard_panel_has_data_in_a_real_prometheus(
         mon.wait_ready()
         prom.wait_scraped_after(time.time(), scrapes=2)
         start = prom.started_at  # range queries and $__range: the whole scrape window
+        fake.final_status_next("undelivered", 30003)  # the first SMS: falls back at once
         dead_letters = 0
-        for phase in phases:
+        for phase in history.phases:
             dead_letters = feed(mon, phase, dead_letters)
             prom.wait_scraped_after(time.time(), scrapes=2)
         end = time.time()
         registered = set(exposed())
         scraped = worker_samples(mon)
         checked = [check(prom, t, start, end, registered, scraped) for t in every]
+        series_problems, series_lines = check_series(prom, history.metrics, start, end)
+        twilio_problems, twilio_summary = check_twilio(fake)
         alert_problems, alert_states = check_alert_rules(prom, end)
         elapsed = time.monotonic() - t0
 
     print(
         f"\n{len(checked)} panel targets over {end - start:.0f} s of scrapes "
-        f"({elapsed:.1f} s from the worker's start):\n{report(checked)}\nalert rules:\n"
-        + "\n".join(alert_states)
+        f"({elapsed:.1f} s from the worker's start):\n{report(checked)}\n"
+        f"series of the history's `metrics`:\n" + "\n".join(series_lines) + "\n"
+        f"fake Twilio: {twilio_summary}\nalert rules:\n" + "\n".join(alert_states)
     )
     failed = [c for c in checked if not c.ok]
     message = [f"{len(failed)} of {len(checked)} panel targets have no data:"]
     for c in failed:
         message.append(f"- {c.target.where}\n    expr: {c.expr}\n    why: {c.why}")
         message.append(f"    came back: {c.came_back}")
-    if alert_problems:
-        message.append("alert rules:\n" + "\n".join(f"- {p}" for p in alert_problems))
-    assert not failed and not alert_problems, "\n".join(message)
+    for title, problems in (
+        ("series the history must move", series_problems),
+        ("the fake Twilio", twilio_problems),
+        ("alert rules", alert_problems),
+    ):
+        if problems:
+            message.append(f"{title}:\n" + "\n".join(f"- {p}" for p in problems))
+    assert not failed and not series_problems and not twilio_problems and not alert_problems, (
+        "\n".join(message)
+    )
