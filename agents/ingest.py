@@ -127,6 +127,7 @@ class IngestService(Service):
         self.ctx = ctx
         self.router = Router(ctx.book.all_ref_kinds(), ctx.settings.partitions)
         self.consumer: Any = None
+        self.backlog: dict[Any, int] = {}  # partition -> end offset at start, until reached
 
     def _bootstrap(self) -> str:
         return ",".join(f"{url.host}:{url.port}" for url in self.ctx.app.conf.broker)
@@ -148,7 +149,12 @@ class IngestService(Service):
             max_poll_records=MAX_BATCH,
         )
         await self.consumer.start()  # returns once the group has given it partitions
-        self.ctx.ingest_joined = True
+        assigned = list(self.consumer.assignment())
+        ends = await self.consumer.end_offsets(assigned) if assigned else {}
+        starts = {tp: await self.consumer.position(tp) for tp in assigned}
+        # What the topic held at start-up, still to be routed before the sweeper may tick.
+        self.backlog = {tp: end for tp, end in ends.items() if end > starts[tp]}
+        self.ctx.ingest_caught_up = not self.backlog
 
     async def on_stop(self) -> None:
         if self.consumer is not None:
@@ -169,6 +175,16 @@ class IngestService(Service):
                 acked, offsets = in_flight.popleft()
                 await acked
                 await self._commit(offsets)
+                self._note_progress(offsets)
+
+    def _note_progress(self, offsets: dict[Any, int]) -> None:
+        if not self.backlog:
+            return
+        for tp, offset in offsets.items():
+            if offset >= self.backlog.get(tp, offset + 1):
+                del self.backlog[tp]
+        if not self.backlog:
+            self.ctx.ingest_caught_up = True
 
     async def _commit(self, offsets: dict[Any, int]) -> None:
         from aiokafka.errors import CommitFailedError, IllegalStateError

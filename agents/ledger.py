@@ -12,9 +12,12 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from faust.types import TP
+
 from agents.ingest import dead_letter
 from streams.app import in_partition
 from streams.runtime import RecordError, effect_record
+from streams.topics import SUBJECT_EVENTS
 
 if TYPE_CHECKING:
     from streams.app import Context
@@ -47,6 +50,7 @@ def register(ctx: Context) -> None:
                             )
                         )
                 ctx.stats["applied"] = worker.applied
+                ctx.applied_offsets[partition] = events[-1].message.offset + 1
                 rows = [(key.encode(), row) for key, row in worker.changed(partition)]
                 if rows:
                     with in_partition(events[-1]):
@@ -97,6 +101,15 @@ def register(ctx: Context) -> None:
             if p in rows and v is not None:
                 rows[p].append((key, v))
         restored = {p: worker.restore(p, items) for p, items in rows.items()}
+        tps = [TP(SUBJECT_EVENTS, p) for p in sorted(owned)]
+        consumer = ctx.app.consumer
+        ends = await consumer.highwaters(*tps) if tps else {}
+        for tp in tps:
+            position = await consumer.position(tp)
+            ctx.applied_offsets[tp.partition] = max(
+                position or 0, ctx.applied_offsets.get(tp.partition, 0)
+            )
+            ctx.catchup_targets[tp.partition] = ends.get(tp, 0)
         ctx.ready = True
         ctx.metrics.ready.set(1)
         ctx.app.log.info(f"govclock: restored {json.dumps(restored)} subjects by partition")

@@ -35,6 +35,8 @@ def register(ctx: Context) -> None:
             clock = led.clock if led is not None else None
             if p in in_flight and (clock is None or clock < in_flight[p]):
                 continue  # the last tick has not been applied yet
+            if not ctx.partition_caught_up(p):
+                continue  # records from before the (re)assignment are still to be applied
             due = ctx.worker.next_due(p)
             if clock is not None and (due is None or due > now):
                 continue

@@ -64,7 +64,13 @@ class Context:
     notifier: NotifierService | None = None  # escalation (agents/notifier.py); None: off
     metrics: Metrics = field(default_factory=lambda: Metrics(CollectorRegistry()))
     ready: bool = False
-    ingest_joined: bool = False  # the ingest consumer has its partitions (agents.ingest)
+    #: The ingest consumer has its partitions and has routed what they held when it joined.
+    ingest_caught_up: bool = False
+    #: Per owned subject-events partition: the end offset when it was assigned, and the next
+    #: offset the ledger agent will apply. The sweeper ticks a partition only once the
+    #: second reaches the first, so a restart with lag applies old events before judging.
+    catchup_targets: dict[int, int] = field(default_factory=dict)
+    applied_offsets: dict[int, int] = field(default_factory=dict)
     backlog: int = 0  # journaled events replayed at start, to be ingested before ready
     _replay_done: bool = False
     started_at: float = field(default_factory=time.time)
@@ -74,13 +80,18 @@ class Context:
         """Tables recovered, ledgers rebuilt, and (once, at start) the replayed journal
         through the pipeline: until then a tick could judge an old trigger before its old
         evidence is back, and report a breach that never happened."""
-        if not self.ready or not self.ingest_joined:
+        if not self.ready or not self.ingest_caught_up:
             return False
         if not self._replay_done:
             taken = self.stats.get("ingested", 0) + self.stats.get("rejected", 0)
             applied, routed = self.stats.get("applied", 0), self.stats.get("routed", 0)
             self._replay_done = taken >= self.backlog and applied >= routed
         return self._replay_done
+
+    def partition_caught_up(self, partition: int) -> bool:
+        """The ledger has applied the partition's records up to its end at assignment."""
+        target = self.catchup_targets.get(partition, 0)
+        return self.applied_offsets.get(partition, 0) >= target
 
     def count(self, name: str, n: int = 1) -> None:
         self.stats[name] = self.stats.get(name, 0) + n
