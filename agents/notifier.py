@@ -21,6 +21,13 @@ starts: Faust recovers the table from it as from any changelog, and escalations 
 on where they were. Messages are sent at least once and never twice: the channel's sent log
 (``<data dir>/sent-<channel>.sqlite3``) answers a key it has seen without sending.
 
+Every message carries a signed acknowledgement link ``<public url>/a/<token>``
+(:func:`streams.ack_links.make_ack_url`; the token names the obligation's escalation
+partition, so whichever worker receives the link forwards it to the one that owns that
+partition, which resolves it from ``LiveNotifier.refs``). The secret is
+``GOVCLOCK_ACK_SECRET``; without it, with the embedded broker, one is generated into
+``<data dir>/ack-secret`` (:func:`ack_secrets`).
+
 Without a roster (``GOVCLOCK_ROSTER_FILE``) there is nobody to tell: the notifier is off.
 """
 
@@ -28,22 +35,23 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import secrets
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from rocksdict import Rdict
 
-from deadlines.escalation import Notify
 from deadlines.escalation_codec import CodecError
 from govclock.escalation_files import load_escalation
+from streams.ack_links import base_url_problems, make_ack_url, parse_secrets
 from streams.app import in_partition
 from streams.channels.base import Channel, SqliteSentLog
 from streams.channels.console import ConsoleChannel
 from streams.escalation_inputs import InputError, effect_input, tick_input
 from streams.notifier import LiveNotifier, NotifierService
-from streams.settings import Settings
+from streams.settings import Settings, SettingsError
 from streams.topics import (
     ESCALATION_INPUTS,
     ESCALATIONS_TABLE,
@@ -144,15 +152,68 @@ def sms_channel(settings: Settings, data_dir: Path) -> tuple[Channel, SqliteSent
     return ConsoleChannel(sent_log=sent_log), sent_log
 
 
-def default_ack_url(settings: Settings) -> Any:
-    """Until signed acknowledgement links are wired in (``ctx.notifier.ack_url = …``): the
-    obligation's page on this monitor."""
-    base = (settings.public_url or f"http://{settings.web_host}:{settings.web_port}").rstrip("/")
+#: The generated acknowledgement secret, in the data directory (mode 0600).
+ACK_SECRET_FILE = "ack-secret"
 
-    def ack_url(notify: Notify) -> str:
-        return f"{base}/v1/obligations/{quote(notify.obligation_id, safe=':')}"
 
-    return ack_url
+def ack_secrets(settings: Settings) -> tuple[str, ...]:
+    """The acknowledgement links' secrets: ``GOVCLOCK_ACK_SECRET`` (first signs, all verify).
+
+    Unset: with the embedded broker (one worker, ``make run``) a random secret is generated
+    once into ``<data dir>/ack-secret`` (mode 0600; logged) and read from there on later
+    starts, so links survive restarts. With ``KAFKA_BROKER`` several workers may verify one
+    another's links, so each generating its own would break them: that is refused
+    (:class:`SettingsError`)."""
+    configured = settings.ack_secrets
+    if configured:
+        return configured
+    if not settings.embedded:
+        raise SettingsError(
+            "invalid settings:\n  GOVCLOCK_ACK_SECRET: required with KAFKA_BROKER when the "
+            "notifier is on (GOVCLOCK_ROSTER_FILE): every worker must sign and verify "
+            "acknowledgement links with the same secret; set the same value on each, e.g. "
+            "from python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return (generated_secret(settings.data_dir / ACK_SECRET_FILE),)
+
+
+def generated_secret(path: Path) -> str:
+    """The secret in ``path``, created (32 random bytes, base64url, mode 0600) if missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            os.chmod(path, 0o600)
+            log.warning("govclock: %s was readable by others (mode %o); now 0600", path, mode)
+        try:
+            (secret,) = parse_secrets(path.read_text(encoding="utf-8").strip())
+        except ValueError as exc:
+            raise SettingsError(
+                f"{path}: not a usable acknowledgement secret ({exc}); remove it to have a "
+                "new one generated (links already sent stop working) or set GOVCLOCK_ACK_SECRET"
+            ) from None
+        log.info("govclock: acknowledgement links signed with the secret in %s", path)
+        return secret
+    secret = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(secret + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    log.warning(
+        "govclock: no GOVCLOCK_ACK_SECRET: generated a secret for acknowledgement links in "
+        "%s (mode 0600); it is used from there on every start. With several workers set "
+        "GOVCLOCK_ACK_SECRET instead",
+        path,
+    )
+    return secret
+
+
+def ack_base_url(settings: Settings) -> str:
+    """Where acknowledgement links point: ``GOVCLOCK_PUBLIC_URL``, else this worker's own
+    web server (good for a phone on the same machine only: set the public URL)."""
+    return (settings.public_url or f"http://{settings.web_host}:{settings.web_port}").rstrip("/")
 
 
 def owned(ctx: Context) -> list[int]:
@@ -170,6 +231,7 @@ def setup(ctx: Context, *, fresh: bool) -> NotifierService | None:
         ctx.app.log.warning("govclock: no GOVCLOCK_ROSTER_FILE: escalation is off")
         return None
     policies, roster = load_escalation(settings.policy_file, settings.roster_file)
+    keys = ack_secrets(settings)  # before anything is opened: may refuse to start
     data_dir = settings.data_dir
     channel, sent_log = sms_channel(settings, data_dir)
     snapshot = Snapshot(data_dir / "escalations")
@@ -211,13 +273,23 @@ def setup(ctx: Context, *, fresh: bool) -> NotifierService | None:
         roster,
         {"sms": channel},
         partitions=n,
-        ack_url=default_ack_url(settings),
+        ack_url=lambda notify: "",  # the signed links, just below
         callback_url=callback_url,
         title_for=title_for,
         resolve_sid=sent_log.key_for,
         metrics=ctx.metrics,
         executor=ThreadPoolExecutor(SEND_THREADS, thread_name_prefix="govclock-send"),
         snapshot=snapshot,
+    )
+    base = ack_base_url(settings)
+    for problem in base_url_problems(base):
+        log.warning("govclock: GOVCLOCK_PUBLIC_URL: %s", problem)
+    runtime.ack_url = make_ack_url(
+        base,
+        keys[0],
+        ttl=round(settings.ack_ttl_hours * 3600),
+        index=runtime.refs,  # resolvable at once, before the state is written
+        partition=lambda oid: escalation_partition(oid, n),
     )
     channels = {
         str(c)
@@ -235,14 +307,24 @@ def setup(ctx: Context, *, fresh: bool) -> NotifierService | None:
         sent_log=sent_log,
         public_url=public_url,
         twilio_auth_token=token if twilio else None,
+        ack_secrets=keys,
     )
     register(ctx, service)
-    log.info(
-        "govclock: notifier on: roster %s, policies %s, SMS by %s",
-        roster.source,
-        policies.source,
-        channel.name,
+    signed_by = (
+        f"{len(keys)} secret(s) from GOVCLOCK_ACK_SECRET"
+        if settings.ack_secrets
+        else f"the secret in {data_dir / ACK_SECRET_FILE}"
     )
+    summary = (
+        f"govclock: notifier on: roster {roster.source}, policies {policies.source}, SMS by "
+        f"{channel.name}, acknowledgement links {base}/a/… valid {settings.ack_ttl_hours:g} h "
+        f"({signed_by})"
+    )
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def announce() -> None:  # once the worker's logging is set up
+        log.info(summary)
+
     return service
 
 

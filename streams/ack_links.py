@@ -11,28 +11,37 @@ within two segments.
 Design (the trade-off): a token that *carries* the obligation id and the person id cannot be
 that short — obligation ids are ``rule:subject`` with Chinese document numbers
 (``online_posting_10wd:沪交规〔2026〕2号`` is 43 UTF-8 bytes before any encoding). So a token
-carries only::
+(version 2) carries only::
 
-    version (1 byte) | level (1) | expiry, minutes since the epoch (4, big-endian)
-    | ref (4) | tag (8)
+    version (1 byte) | level (4 bits) + escalation partition (12 bits)
+    | expiry, minutes since the epoch (4, big-endian) | ref (3) | tag (8)
 
-* ``ref`` — the first 4 bytes of SHA-256 over (obligation id, person id): a short handle to
-  look the pair up. It is not secret (the page shows the obligation to whoever holds the link
-  anyway) and it does not depend on the secret, so an index of refs survives key rotation.
+* ``partition`` — the partition of ``govclock-escalation-inputs`` that holds the obligation's
+  escalation (:func:`streams.topics.escalation_partition`): a worker that receives the link
+  reads it (:func:`token_partition`, before any verification: it is only a routing hint) and
+  forwards the request to the worker that owns that partition, which can resolve ``ref``.
+  Like everything in the body it is covered by the tag. Levels 1–15, partitions 0–4095.
+* ``ref`` — the first 3 bytes of SHA-256 over (obligation id, person id): a short handle to
+  look the pair up, derived from the pair alone, so the worker that owns the escalation can
+  rebuild its index from its escalation states after a restart or a rebalance (every person a
+  message went to is in ``EscalationState.sent``). It is not secret (the page shows the
+  obligation to whoever holds the link anyway) and it does not depend on the secret, so an
+  index of refs survives key rotation.
 * ``tag`` — HMAC-SHA256 with the secret over the first 10 bytes **and** the full obligation
-  id and person id, truncated to 64 bits. So the signature binds all four claims (obligation,
-  level, person, expiry); the lookup only supplies candidates and cannot make a token say
-  anything else. 64 bits are ample against online guessing (each guess is a request).
+  id and person id, truncated to 64 bits. So the signature binds all five claims (obligation,
+  level, person, partition, expiry); the lookup only supplies candidates and cannot make a
+  token say anything else. 64 bits are ample against online guessing (each guess is a
+  request).
 
 The price: the verifier needs a **lookup** ``ref -> [(obligation id, person id), …]`` that the
 caller provides — :class:`AckIndex` (filled as links are made: ``make_ack_url(..., index=)``,
-and rebuilt from the notifier's escalation states after a restart: every person a message went
-to is in ``EscalationState.sent``). A ref collision is harmless: each candidate is tried and only
-the one the tag was made for verifies. A token whose pair is not in the index (state lost) is
-refused as ``unknown``: a fresh message carries a fresh link. With several workers, a link
-may be opened on any of them, so the index must be shared (a global table written through
-:class:`RefSink` when links are made) or rebuilt on each from every escalation state; a
-self-contained token would need no index but would cost a third SMS segment.
+and rebuilt from the escalation states: :meth:`AckIndex.add_states`). A ref collision is
+harmless: each candidate is tried and only the one the tag was made for verifies. A token
+whose pair is not in the index (state lost) is refused as ``unknown``: a fresh message
+carries a fresh link. The live worker keeps one index per worker for the partitions it owns
+(``LiveNotifier.refs``) and forwards a link to the owner of the token's partition
+(streams/web.py); a self-contained token would need no index but would cost a third SMS
+segment.
 
 Pure functions: time is passed in (``now``, ``Notify.at``), nothing reads the clock. The tag
 is compared with :func:`hmac.compare_digest`. Secrets: at least 16 bytes (32 random bytes
@@ -70,7 +79,9 @@ __all__ = [
     "make_ack_url",
     "make_token",
     "normalize_base_url",
+    "parse_secrets",
     "sms_segments",
+    "token_partition",
     "verify",
 ]
 
@@ -84,17 +95,21 @@ TOKEN_CHARS = 24
 MAX_LINK_CHARS = 2 * 67 - MAX_TEXT_CHARS
 #: The shortest secret accepted, in bytes.
 MIN_SECRET_BYTES = 16
+#: The highest level (rung) a token can carry (4 bits).
+MAX_LEVEL = 15
+#: Escalation partitions a token can name: 0 to MAX_PARTITIONS - 1 (12 bits).
+MAX_PARTITIONS = 4096
 
-_VERSION = 1
+_VERSION = 2
 _TAG_BYTES = 8
-_REF_BYTES = 4
-_BODY_BYTES = 1 + 1 + 4 + _REF_BYTES  # version, level, expiry minutes, ref
+_REF_BYTES = 3
+_BODY_BYTES = 1 + 2 + 4 + _REF_BYTES  # version, level+partition, expiry minutes, ref
 _TOKEN = re.compile(rf"^[A-Za-z0-9_-]{{{TOKEN_CHARS}}}$")
 _MAC_DOMAIN = b"govclock-ack\x00"
 _REF_DOMAIN = b"govclock-ack-ref\x00"
 
 Secret = bytes | str
-#: ``ref`` (8 hex digits) -> the (obligation id, person id) pairs that may have made it.
+#: ``ref`` (6 hex digits) -> the (obligation id, person id) pairs that may have made it.
 Lookup = Callable[[str], Iterable[tuple[str, str]]]
 
 
@@ -129,13 +144,14 @@ class AckError(ValueError):
 @dataclass(frozen=True, slots=True)
 class AckClaim:
     """What a verified token says: this person may acknowledge this obligation at this rung
-    until ``expires_at`` (epoch seconds)."""
+    until ``expires_at`` (epoch seconds); ``partition``: where its escalation lives."""
 
     obligation_id: str
     level: int
     person_id: str
     expires_at: int
     ref: str
+    partition: int = 0
 
 
 # ---------------------------------------------------------------------------------------
@@ -163,7 +179,7 @@ def _ref_bytes(obligation_id: str, person_id: str) -> bytes:
 
 
 def ack_ref(obligation_id: str, person_id: str) -> str:
-    """The lookup handle of (obligation, person): 8 hex digits (what :data:`Lookup` gets)."""
+    """The lookup handle of (obligation, person): 6 hex digits (what :data:`Lookup` gets)."""
     return _ref_bytes(obligation_id, person_id).hex()
 
 
@@ -177,19 +193,48 @@ def _b64(raw: bytes) -> str:
 
 
 def make_token(
-    obligation_id: str, level: int, person_id: str, expires_at: int, secret: Secret
+    obligation_id: str,
+    level: int,
+    person_id: str,
+    expires_at: int,
+    secret: Secret,
+    partition: int = 0,
 ) -> str:
     """A token for (obligation, level, person) valid until ``expires_at`` (rounded up to the
-    minute)."""
-    if not 1 <= level <= 255:
-        raise ValueError(f"level must be 1-255, got {level}")
+    minute), naming the escalation ``partition`` that can resolve it."""
+    if not 1 <= level <= MAX_LEVEL:
+        raise ValueError(f"level must be 1-{MAX_LEVEL}, got {level}")
+    if not 0 <= partition < MAX_PARTITIONS:
+        raise ValueError(f"partition must be 0-{MAX_PARTITIONS - 1}, got {partition}")
     minutes = -(-expires_at // 60)
     if not 0 <= minutes < 1 << 32:
         raise ValueError(f"expiry {expires_at} out of range")
     body = (
-        bytes([_VERSION, level]) + minutes.to_bytes(4, "big") + _ref_bytes(obligation_id, person_id)
+        bytes([_VERSION])
+        + (level << 12 | partition).to_bytes(2, "big")
+        + minutes.to_bytes(4, "big")
+        + _ref_bytes(obligation_id, person_id)
     )
     return _b64(body + _tag(_secret_bytes(secret), body, obligation_id, person_id))
+
+
+def _decode(token: str) -> bytes:
+    if not isinstance(token, str) or not _TOKEN.match(token):
+        raise AckError("malformed", f"expected {TOKEN_CHARS} characters of base64url")
+    try:
+        raw = base64.urlsafe_b64decode(token)
+    except (binascii.Error, ValueError):
+        raise AckError("malformed", "not base64url") from None
+    if raw[0] != _VERSION:
+        raise AckError("malformed", f"unknown token version {raw[0]}")
+    return raw
+
+
+def token_partition(token: str) -> int:
+    """The escalation partition a token names, **unverified** (only to route the request to
+    the worker that can verify it); raises :class:`AckError` (``malformed``)."""
+    raw = _decode(token)
+    return int.from_bytes(raw[1:3], "big") & (MAX_PARTITIONS - 1)
 
 
 def verify(token: str, secrets: Secret | Sequence[Secret], now: int, lookup: Lookup) -> AckClaim:
@@ -198,18 +243,12 @@ def verify(token: str, secrets: Secret | Sequence[Secret], now: int, lookup: Loo
     ``secrets``: one secret, or several (rotation: any may have signed). ``lookup``: ref ->
     candidate (obligation id, person id) pairs (e.g. an :class:`AckIndex`). Signature first,
     then expiry: only a genuine token is ever reported as expired."""
-    if not isinstance(token, str) or not _TOKEN.match(token):
-        raise AckError("malformed", f"expected {TOKEN_CHARS} characters of base64url")
-    try:
-        raw = base64.urlsafe_b64decode(token)
-    except (binascii.Error, ValueError):
-        raise AckError("malformed", "not base64url") from None
+    raw = _decode(token)
     body, tag = raw[:_BODY_BYTES], raw[_BODY_BYTES:]
-    if body[0] != _VERSION:
-        raise AckError("malformed", f"unknown token version {body[0]}")
-    level = body[1]
-    expires_at = int.from_bytes(body[2:6], "big") * 60
-    ref = body[6:_BODY_BYTES].hex()
+    packed = int.from_bytes(body[1:3], "big")
+    level, partition = packed >> 12, packed & (MAX_PARTITIONS - 1)
+    expires_at = int.from_bytes(body[3:7], "big") * 60
+    ref = body[7:_BODY_BYTES].hex()
     keys = (
         [_secret_bytes(secrets)]
         if isinstance(secrets, str | bytes)
@@ -233,7 +272,7 @@ def verify(token: str, secrets: Secret | Sequence[Secret], now: int, lookup: Loo
         raise AckError("malformed", "level 0")
     if now >= expires_at:
         raise AckError("expired", f"{now - expires_at} s ago")
-    return AckClaim(match[0], level, match[1], expires_at, ref)
+    return AckClaim(match[0], level, match[1], expires_at, ref, partition)
 
 
 # ---------------------------------------------------------------------------------------
@@ -275,28 +314,57 @@ def ack_url(
     *,
     ttl: int = DEFAULT_TTL_S,
     index: RefSink | None = None,
+    partition: int = 0,
 ) -> str:
     """The signed link for one message: ``{base_url}/a/{token}``, valid ``ttl`` seconds from
-    ``now`` (default: ``notify.at``, when the core decided the message). With ``index``, the
-    (obligation, person) pair is registered so that :func:`verify` can find it."""
+    ``now`` (default: ``notify.at``, when the core decided the message), naming the escalation
+    ``partition``. With ``index``, the (obligation, person) pair is registered so that
+    :func:`verify` can find it."""
     issued = notify.at if now is None else now
-    token = make_token(notify.obligation_id, notify.level, notify.person_id, issued + ttl, secret)
+    token = make_token(
+        notify.obligation_id, notify.level, notify.person_id, issued + ttl, secret, partition
+    )
     if index is not None:
         index.add(notify.obligation_id, notify.person_id)
     return f"{normalize_base_url(base_url)}{ACK_PATH}{token}"
 
 
 def make_ack_url(
-    base_url: str, secret: Secret, *, ttl: int = DEFAULT_TTL_S, index: RefSink | None = None
+    base_url: str,
+    secret: Secret,
+    *,
+    ttl: int = DEFAULT_TTL_S,
+    index: RefSink | None = None,
+    partition: Callable[[str], int] | None = None,
 ) -> Callable[[Notify], str]:
-    """``Notifier.ack_url``: each message's link, valid ``ttl`` from ``Notify.at``."""
+    """``Notifier.ack_url``: each message's link, valid ``ttl`` from ``Notify.at``.
+    ``partition``: obligation id -> its escalation partition (default: 0, one worker)."""
     base = normalize_base_url(base_url)
     _secret_bytes(secret)  # fail at start-up, not at the first page
 
     def build(notify: Notify) -> str:
-        return ack_url(notify, base, secret, ttl=ttl, index=index)
+        p = partition(notify.obligation_id) if partition is not None else 0
+        return ack_url(notify, base, secret, ttl=ttl, index=index, partition=p)
 
     return build
+
+
+def parse_secrets(text: str) -> tuple[str, ...]:
+    """The secrets of a comma-separated list (``GOVCLOCK_ACK_SECRET``: the first signs, all
+    verify); raises ValueError (without showing any secret) for an empty list or one shorter
+    than :data:`MIN_SECRET_BYTES`."""
+    secrets = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not secrets:
+        raise ValueError("no secret given (a comma-separated list of secrets)")
+    for i, secret in enumerate(secrets, start=1):
+        size = len(secret.encode("utf-8"))
+        if size < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"secret {i} of {len(secrets)} is {size} bytes; at least {MIN_SECRET_BYTES} "
+                "are needed (32 random bytes recommended: python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))')"
+            )
+    return secrets
 
 
 class AckIndex:
@@ -319,14 +387,24 @@ class AckIndex:
     def add_notify(self, notify: Notify) -> str:
         return self.add(notify.obligation_id, notify.person_id)
 
+    def add_state(self, state: EscalationState) -> int:
+        """Every person the state sent a message to (pairs already known cost a set lookup);
+        returns how many messages were read."""
+        known = self._by_obligation.get(state.obligation_id, set())
+        for sent in state.sent:
+            if sent.contact.person_id not in known:
+                self.add(state.obligation_id, sent.contact.person_id)
+                known = self._by_obligation[state.obligation_id]
+        return len(state.sent)
+
     def add_states(self, states: Iterable[EscalationState]) -> int:
         """Every person each state sent a message to; returns how many messages were read."""
-        n = 0
-        for state in states:
-            for sent in state.sent:
-                self.add(state.obligation_id, sent.contact.person_id)
-                n += 1
-        return n
+        return sum(self.add_state(state) for state in states)
+
+    def clear(self) -> None:
+        """Forget everything (before rebuilding from the states of newly owned partitions)."""
+        self._refs.clear()
+        self._by_obligation.clear()
 
     def discard(self, obligation_id: str) -> None:
         for person_id in self._by_obligation.pop(obligation_id, set()):

@@ -38,6 +38,7 @@ __all__ = [
     "countdown",
     "error_response",
     "escalation_summary",
+    "failure_response",
     "render_ack_page",
     "render_confirmation",
     "render_error",
@@ -524,7 +525,11 @@ def error_response(error: AckError, as_json: bool = False) -> AckResponse:
     return _html(status, render_error(error))
 
 
-def _failure(status: int, error: str, message: str, message_zh: str, as_json: bool) -> AckResponse:
+def failure_response(
+    status: int, error: str, message: str, message_zh: str, as_json: bool = False
+) -> AckResponse:
+    """A page (or JSON ``{error, message, message_zh}``) for a request that could not be
+    served; 503 adds ``Retry-After``."""
     if as_json:
         response = _json(status, {"error": error, "message": message, "message_zh": message_zh})
     else:
@@ -626,7 +631,7 @@ class AckHandlers:
         try:
             await self.acknowledge(claim.obligation_id, claim.level, claim.person_id, now)
         except LookupError:
-            return _failure(
+            return failure_response(
                 404,
                 "no_escalation",
                 "no escalation for this obligation here: nothing to acknowledge",
@@ -635,7 +640,7 @@ class AckHandlers:
             )
         except Exception as exc:  # broker down, notifier off, …: nothing known; retry is safe
             log.warning("ack of %s not recorded: %r", claim.obligation_id, exc)
-            return _failure(
+            return failure_response(
                 503,
                 "unavailable",
                 "the acknowledgement could not be recorded right now; try again in a minute",

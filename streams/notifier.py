@@ -50,6 +50,7 @@ from deadlines.escalation import (
 from deadlines.escalation_codec import CodecError, decode_state, encode_state
 from deadlines.ledger import Effect
 from deadlines.roster import Roster, mask_phone
+from streams.ack_links import AckIndex
 from streams.channels.base import (
     Channel,
     OutboundMessage,
@@ -238,6 +239,10 @@ class LiveNotifier:
     ``wakes[partition][obligation id]`` is when each obligation next wants a tick (a repeat,
     the next rung, a send to retry); :meth:`wants_tick` tells the timer when a partition
     needs a ``{"tick": now}`` record. Decisions use ``clock()`` when the input is applied.
+
+    ``refs`` is the acknowledgement links' lookup (:class:`streams.ack_links.AckIndex`) for
+    the partitions this worker owns: every (obligation, person) a message went to, rebuilt
+    from the table by :meth:`restore` and kept up to date as states are written.
     """
 
     def __init__(
@@ -270,6 +275,8 @@ class LiveNotifier:
         self.executor = executor
         self.snapshot = snapshot
         self.wakes: dict[int, dict[str, int]] = {}
+        #: ack links' ref -> (obligation, person), for the partitions owned here
+        self.refs = AckIndex()
         self.restored = False
         self.alerts: deque[NoOnCall] = deque(maxlen=1000)  # the latest, for the board
         self.stats: dict[str, int] = {}
@@ -283,6 +290,7 @@ class LiveNotifier:
         rebalance, once the table is recovered); returns how many states were read."""
         owned = set(owned)
         self.wakes = {p: {} for p in owned}
+        self.refs.clear()
         self._ticks = {p: t for p, t in self._ticks.items() if p in owned}
         count = 0
         for key, value in rows:
@@ -325,6 +333,7 @@ class LiveNotifier:
         return min(times) if times else None
 
     def _index(self, partition: int, state: EscalationState) -> None:
+        self.refs.add_state(state)
         wakes = self.wakes.setdefault(partition, {})
         wake = self._wake_of(state)
         if wake is None:
@@ -663,6 +672,8 @@ class NotifierService:
     sent_log: SentLog | None = None  # the SMS channel's (SID -> message key)
     public_url: str | None = None
     twilio_auth_token: str | None = field(default=None, repr=False)
+    #: acknowledgement links' secrets (GOVCLOCK_ACK_SECRET or generated): the first signs
+    ack_secrets: tuple[str, ...] = field(default=(), repr=False)
 
     def states(self) -> Iterator[EscalationState]:
         """The escalation states of this worker's partitions (from the table)."""

@@ -129,6 +129,20 @@ class Settings(BaseSettings):
     twilio_timeout: float | None = Field(
         default=None, gt=0, description="seconds before a Twilio request is given up"
     )
+    # -- acknowledgement links (docs/escalation.md, "Acknowledgement links, page and API") --
+    ack_secret: SecretStr | None = Field(
+        default=None,
+        description="key of the signed acknowledgement links, at least 16 bytes (32 random "
+        "recommended); a comma-separated list for rotation: the first signs, all verify. "
+        "Unset, with the notifier on: generated once into <data dir>/ack-secret (mode 0600) "
+        "with the embedded broker; refused with KAFKA_BROKER (every worker needs the same)",
+    )
+    ack_ttl_hours: float = Field(
+        default=72,
+        gt=0,
+        le=24 * 366,
+        description="hours an acknowledgement link works after its message was decided",
+    )
     log_level: LogLevel = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
 
     # -- validation -------------------------------------------------------------------
@@ -183,6 +197,15 @@ class Settings(BaseSettings):
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
+    @field_validator("ack_secret", mode="after")
+    @classmethod
+    def _ack_secrets(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            from streams.ack_links import parse_secrets
+
+            parse_secrets(value.get_secret_value())  # ValueError names no secret
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _level(cls, value: object) -> object:
@@ -194,6 +217,15 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         """True when no cluster is configured and govclock runs its own broker."""
         return self.kafka_broker is None
+
+    @property
+    def ack_secrets(self) -> tuple[str, ...]:
+        """``GOVCLOCK_ACK_SECRET`` as a list (empty when unset): the first signs."""
+        if self.ack_secret is None:
+            return ()
+        from streams.ack_links import parse_secrets
+
+        return parse_secrets(self.ack_secret.get_secret_value())
 
     @property
     def bootstrap_servers(self) -> list[str]:
@@ -272,6 +304,12 @@ def _unknown_names(sources: Mapping[str, str | None]) -> list[str]:
     return problems
 
 
+#: Settings whose values never appear in messages (not even when invalid).
+_SECRET_FIELDS = frozenset(
+    name for name, info in Settings.model_fields.items() if info.annotation == SecretStr | None
+)
+
+
 def _describe_errors(exc: ValidationError) -> list[str]:
     by_alias = {}
     for field, info in Settings.model_fields.items():
@@ -287,7 +325,8 @@ def _describe_errors(exc: ValidationError) -> list[str]:
         name = env_name(field) if field in Settings.model_fields else (loc[0] if loc else "?")
         where = name + "".join(f"[{p}]" for p in loc[1:])
         msg = err["msg"].removeprefix("Value error, ")
-        problems.append(f"{where}={err.get('input')!r}: {msg}")
+        shown = "'********'" if field in _SECRET_FIELDS else repr(err.get("input"))
+        problems.append(f"{where}={shown}: {msg}")
     return problems
 
 

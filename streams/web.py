@@ -10,8 +10,11 @@ harmless). Signatures: see :mod:`streams.signing` and docs/integrations.md.
 
 Escalation (docs/escalation.md, "The live notifier"): ``POST /v1/obligations/{id}/ack``
 acknowledges (202 once the broker has the ack; 404 when the obligation has no escalation),
-``GET /v1/obligations/{id}/escalation`` shows its state (numbers masked), and
-``POST /v1/channels/twilio/status`` takes Twilio's signed delivery reports.
+``GET /v1/obligations/{id}/escalation`` shows its state (numbers masked),
+``POST /v1/channels/twilio/status`` takes Twilio's signed delivery reports, and
+``GET``/``POST /a/{token}`` is the page behind the signed link in every SMS (streams/ack_page.py;
+a link reaching a worker that does not own the token's escalation partition is forwarded to
+the one that does).
 """
 
 from __future__ import annotations
@@ -20,15 +23,28 @@ import asyncio
 import json
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
+from aiohttp import ClientTimeout
 from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 from faust.web.exceptions import ServiceUnavailable
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from yarl import URL
 
+from deadlines.escalation_codec import decode_state
 from deadlines.report import obligation_view
 from deadlines.rules import RuleBook
 from schemas.events import EventError, parse_event
+from streams.ack_links import ACK_PATH, AckError, token_partition
+from streams.ack_page import (
+    AckHandlers,
+    AckResponse,
+    error_response,
+    escalation_summary,
+    failure_response,
+    wants_json,
+)
 from streams.adapters import CAP_CONTENT_TYPES, AdapterError, get_adapter
 from streams.channels.twilio_sms import (
     STATUS_CALLBACK_PATH,
@@ -242,6 +258,42 @@ async def delivery_target(
         if hint is not None and hint.isdigit() and int(hint) < partitions:
             return None, int(hint)
     raise Refused(404, f"no message {report.provider_id} sent from here")
+
+
+# -- acknowledgement links: helpers of GET/POST /a/{token} (no Faust needed) -------------
+
+#: Headers of an ack page that a forwarding worker passes on (the rest is hop-by-hop).
+ACK_PASS_HEADERS = (
+    "Content-Type",
+    "Cache-Control",
+    "Content-Security-Policy",
+    "Referrer-Policy",
+    "X-Content-Type-Options",
+    "X-Robots-Tag",
+    "Retry-After",
+)
+#: How long a worker waits for another (the owner of a link, of an obligation).
+PEER_TIMEOUT_S = 10.0
+
+
+def owner_of_partition(metadata: Any, partition: int) -> URL | None:
+    """The web URL of the worker that holds ``partition`` of a table, from Faust's
+    ``router.table_metadata(table)`` (``{url: {changelog topic: [partitions]}}``)."""
+    for url, topics in (metadata or {}).items():
+        for partitions in topics.values():
+            if partition in partitions:
+                return URL(str(url))
+    return None
+
+
+def obligation_path(obligation_id: str) -> str:
+    """``/v1/obligations/<id>``, percent-encoded (ids hold Chinese, spaces, slashes)."""
+    return "/v1/obligations/" + quote(obligation_id, safe=":")
+
+
+def ack_unavailable(message: str, message_zh: str, as_json: bool) -> AckResponse:
+    """503 (retry): the worker that can answer the link is not known or not ready."""
+    return failure_response(503, "unavailable", message, message_zh, as_json)
 
 
 def register(ctx: Context) -> None:
@@ -556,6 +608,178 @@ def register(ctx: Context) -> None:
                     {"error": f"broker unavailable ({type(exc).__name__})"}, status=503
                 )
             return self.bytes(b"", status=204)
+
+    # -- acknowledgement links: the page behind the link in every SMS --------------------
+
+    def owns_partition(partition: int) -> bool:
+        return any(
+            tp.topic == ESCALATION_INPUTS and tp.partition == partition
+            for tp in app.assignor.assigned_actives()
+        )
+
+    def is_here(url: URL) -> bool:
+        here = app.conf.canonical_url
+        return (url.host, url.port) == (here.host, here.port)
+
+    async def peer_json(url: URL) -> Any:
+        """The JSON another worker answers for a GET, None unless 200."""
+        timeout = ClientTimeout(total=PEER_TIMEOUT_S)
+        async with app.http_client.get(url, timeout=timeout) as response:
+            if response.status != 200:
+                return None
+            return await response.json()
+
+    async def find_obligation(obligation_id: str) -> dict[str, Any] | None:
+        """``GET /v1/obligations/{id}``'s JSON: from this worker's ledgers, else from the
+        worker that owns the obligation's subject (or, when the id does not say which subject
+        it lives on, from each other worker)."""
+        for led in ctx.worker.ledgers.values():
+            ob = led.get(obligation_id)
+            if ob is not None:
+                return obligation_view(ob)
+        home = home_subject(obligation_id, ctx.book)
+        peers: list[URL] = []
+        if home is not None:
+            try:
+                peers = [app.router.key_store(SUBJECTS_TABLE, home.encode())]
+            except KeyError:
+                return None
+        else:
+            peers = [URL(str(u)) for u in app.router.table_metadata(SUBJECTS_TABLE)]
+        for peer in peers:
+            if is_here(peer):
+                continue
+            url = URL(str(peer).rstrip("/") + obligation_path(obligation_id), encoded=True)
+            found = await peer_json(url)
+            if isinstance(found, dict):
+                return found
+        return None
+
+    def ack_service() -> NotifierService:
+        service = ctx.notifier
+        if service is None:
+            raise EscalationOff("escalation is off (no roster)")
+        return service
+
+    async def load_obligation(obligation_id: str) -> dict[str, Any] | None:
+        found = await find_obligation(obligation_id)
+        if found is not None and ctx.notifier is not None:
+            unit = ctx.notifier.roster.units.get(str(found.get("unit")))
+            if unit is not None and unit.name:
+                found = {**found, "unit_name": unit.name}
+        return found
+
+    async def load_escalation(obligation_id: str) -> dict[str, Any] | None:
+        raw = ack_service().table.get(obligation_id.encode())
+        return None if raw is None else escalation_summary(decode_state(raw))
+
+    async def acknowledge(obligation_id: str, level: int, person: str, at: int) -> None:
+        service = ack_service()
+        if obligation_id.encode() not in service.table:
+            raise LookupError(obligation_id)
+        await submit_ack(ctx, obligation_id, level, person, at, via="link")
+
+    def title_for(rule_id: str) -> str | None:
+        rules = ctx.book.find(rule_id)
+        return rules[0].title if rules else None
+
+    handlers = AckHandlers(
+        ctx.notifier.ack_secrets if ctx.notifier is not None else (),
+        lambda ref: ack_service().runtime.refs(ref),
+        acknowledge,
+        load_obligation=load_obligation,
+        load_escalation=load_escalation,
+        title_for=title_for,
+    )
+
+    def respond(view: View, r: AckResponse) -> Response:
+        headers = {**r.headers, "Content-Type": f"{r.content_type}; charset=utf-8"}
+        return view.bytes(r.body, status=r.status, headers=headers)
+
+    async def forward_link(view: View, http: Any, dest: URL, method: str) -> Response:
+        """The answer of the worker that owns the link's escalation partition."""
+        url = http.url.with_host(dest.host).with_port(dest.port)
+        headers = {FORWARDED_HEADER: "1"}
+        if http.headers.get("Accept"):
+            headers["Accept"] = http.headers["Accept"]
+        timeout = ClientTimeout(total=PEER_TIMEOUT_S)
+        async with app.http_client.request(
+            method, url, headers=headers, timeout=timeout
+        ) as response:
+            body = await response.read()
+            passed = {k: response.headers[k] for k in ACK_PASS_HEADERS if k in response.headers}
+            return view.bytes(body, status=response.status, headers=passed)
+
+    async def ack_link(view: View, http: Any, token: str, method: str) -> Response:
+        as_json = wants_json(http.headers.get("Accept"))
+        if method == "POST" and await read_body(http) is None:  # a form with no fields
+            return too_large(view)
+        if ctx.notifier is None:
+            return respond(
+                view,
+                failure_response(
+                    404,
+                    "escalation_off",
+                    "escalation is off on this monitor (no roster)",
+                    "本系统未开启催办",
+                    as_json,
+                ),
+            )
+        try:
+            partition = token_partition(token)
+        except AckError as exc:
+            return respond(view, error_response(exc, as_json))
+        if partition < ctx.settings.partitions and not owns_partition(partition):
+            try:
+                dest = owner_of_partition(app.router.table_metadata(ESCALATIONS_TABLE), partition)
+            except KeyError:
+                dest = None
+            if http.headers.get(FORWARDED_HEADER) or dest is None or is_here(dest):
+                return respond(
+                    view,
+                    ack_unavailable(
+                        "the worker that holds this link's escalation is not known yet; "
+                        "try again shortly",
+                        "系统正在切换,请稍后重试",
+                        as_json,
+                    ),
+                )
+            try:
+                return await forward_link(view, http, dest, method)
+            except Exception as exc:  # the owner did not answer
+                app.log.warning(f"govclock: ack link forward to {dest} failed: {exc!r}")
+                return respond(
+                    view,
+                    ack_unavailable(
+                        "the worker that holds this link's escalation did not answer; "
+                        "try again shortly",
+                        "暂时无法处理,请稍后重试",
+                        as_json,
+                    ),
+                )
+        if not ctx.notifier.runtime.restored:
+            return respond(
+                view,
+                ack_unavailable(
+                    "recovering; try again shortly", "系统正在恢复,请稍后重试", as_json
+                ),
+            )
+        now = int(time.time())
+        accept = http.headers.get("Accept")
+        if method == "POST":
+            return respond(view, await handlers.post(token, now=now, accept=accept))
+        return respond(view, await handlers.get(token, now=now, accept=accept))
+
+    @app.page(ACK_PATH + "{token}")
+    class AckLinkView(View):
+        """The acknowledgement page: ``GET`` shows it (never acknowledges), ``POST``
+        acknowledges (``submit_ack(..., via="link")``) and shows the confirmation."""
+
+        async def get(self, request: Request, token: str) -> Response:
+            return await ack_link(self, request, token, "GET")
+
+        async def post(self, request: Request, token: str) -> Response:
+            return await ack_link(self, request, token, "POST")
 
     @app.page("/metrics")
     class MetricsView(View):

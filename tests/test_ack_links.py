@@ -20,7 +20,9 @@ from deadlines.escalation import MAX_TEXT_CHARS, Notify
 from streams.ack_links import (
     ACK_PATH,
     DEFAULT_TTL_S,
+    MAX_LEVEL,
     MAX_LINK_CHARS,
+    MAX_PARTITIONS,
     TOKEN_CHARS,
     AckError,
     AckIndex,
@@ -30,7 +32,9 @@ from streams.ack_links import (
     make_ack_url,
     make_token,
     normalize_base_url,
+    parse_secrets,
     sms_segments,
+    token_partition,
     verify,
 )
 from streams.channels.console import ConsoleChannel
@@ -108,8 +112,9 @@ def test_every_changed_character_is_refused() -> None:
 @pytest.mark.parametrize(
     ("what", "change"),
     [
-        ("level", lambda raw: raw[:1] + bytes([3]) + raw[2:]),
-        ("expiry", lambda raw: raw[:2] + (int.from_bytes(raw[2:6]) + 600).to_bytes(4) + raw[6:]),
+        ("level", lambda raw: raw[:1] + bytes([3 << 4 | raw[1] & 0xF]) + raw[2:]),
+        ("partition", lambda raw: raw[:2] + bytes([raw[2] ^ 1]) + raw[3:]),
+        ("expiry", lambda raw: raw[:3] + (int.from_bytes(raw[3:7]) + 600).to_bytes(4) + raw[7:]),
         ("tag", lambda raw: raw[:-1] + bytes([raw[-1] ^ 1])),
     ],
 )
@@ -240,17 +245,50 @@ def test_a_typical_message_with_its_link_is_two_segments() -> None:
 @given(
     ob=st.text(min_size=1, max_size=80),
     person=st.text(min_size=1, max_size=40),
-    level=st.integers(1, 255),
+    level=st.integers(1, MAX_LEVEL),
+    partition=st.integers(0, MAX_PARTITIONS - 1),
     ttl=st.integers(60, 400 * 86_400),
 )
-def test_any_claim_round_trips(ob: str, person: str, level: int, ttl: int) -> None:
+def test_any_claim_round_trips(ob: str, person: str, level: int, partition: int, ttl: int) -> None:
     index = indexed((ob, person))
     url = ack_url(
-        replace(notify(), obligation_id=ob, person_id=person, level=level), BASE, SECRET, ttl=ttl
+        replace(notify(), obligation_id=ob, person_id=person, level=level),
+        BASE,
+        SECRET,
+        ttl=ttl,
+        partition=partition,
     )
+    assert token_partition(token_of(url)) == partition
     claim = verify(token_of(url), SECRET, T, index)
     assert (claim.obligation_id, claim.person_id, claim.level) == (ob, person, level)
+    assert claim.partition == partition
     assert T + ttl <= claim.expires_at < T + ttl + 60
+
+
+def test_the_token_names_the_escalation_partition_for_routing() -> None:
+    """A worker reads the partition before verifying (it cannot: the owner has the index);
+    the link of every message names its obligation's partition."""
+    partitions = {OB: 5, "first_release_5h:I1": 1}
+    make = make_ack_url(BASE, SECRET, partition=lambda oid: partitions.get(oid, 0))
+    assert token_partition(token_of(make(notify()))) == 5
+    assert token_partition(token_of(make(notify(obligation_id="first_release_5h:I1")))) == 1
+    assert token_partition(token_of(make_ack_url(BASE, SECRET)(notify()))) == 0  # default
+    for bad in ("", "x" * 24, "A" * 25):
+        with pytest.raises(AckError) as err:
+            token_partition(bad)
+        assert err.value.reason == "malformed"
+    with pytest.raises(ValueError, match="level must be 1-15"):
+        make_token(OB, 16, "wang", T, SECRET)
+    with pytest.raises(ValueError, match="partition must be 0-4095"):
+        make_token(OB, 1, "wang", T, SECRET, partition=4096)
+
+
+def test_secret_lists_for_rotation() -> None:
+    assert parse_secrets(f" {SECRET} , {OTHER},") == (SECRET, OTHER)
+    for text, message in [("", "no secret"), (" , ", "no secret"), (f"{SECRET},short", "2 of 2")]:
+        with pytest.raises(ValueError, match=message) as err:
+            parse_secrets(text)
+        assert "short" not in str(err.value) and SECRET not in str(err.value)
 
 
 def test_sms_segments() -> None:

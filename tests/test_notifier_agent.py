@@ -50,6 +50,7 @@ from tests.fake_twilio import twilio_signature
 LI, ZHANG, WANG, EO_B = "+8613900139000", "+8613800138000", "+8613700137000", "+8613300133000"
 N = 4
 P = escalation_partition(FR, N)
+ACK_SECRET = "agent-test-ack-secret-0123456789"
 BREACH = T + 5 * HOUR + 1
 
 
@@ -357,6 +358,7 @@ def ctx(tmp_path: Path) -> Any:
         web_port=1,
         roster_file=tmp_path / "roster.yaml",
         policy_file=tmp_path / "policy.yaml",
+        ack_secret=ACK_SECRET,  # required with a cluster (kafka_broker)
     )
     ctx = create_app(settings, "127.0.0.1:1", store="memory://", embedded=False)
     sent: dict[str, list[dict[str, Any]]] = {}
@@ -546,6 +548,105 @@ async def test_status_callbacks_are_verified_and_routed(monkeypatch: pytest.Monk
         P,
     )
     await task
+
+
+# -- acknowledgement links ---------------------------------------------------------------------
+
+
+async def test_the_link_index_follows_the_states_and_is_rebuilt_on_restore() -> None:
+    """The owner of an escalation partition resolves a link's ref from its own states: as
+    states are written, and again from the table after a restart or a rebalance."""
+    from streams.ack_links import make_ack_url, token_partition, verify
+
+    rig = Rig()
+    runtime = rig.notifier
+    runtime.ack_url = make_ack_url(
+        "https://g.example",
+        ACK_SECRET,
+        index=runtime.refs,
+        partition=lambda oid: escalation_partition(oid, N),
+    )
+    await rig.start()
+    await rig.until(BREACH)
+    tokens = [m.text.rsplit("/a/", 1)[1] for m in rig.phone.sent]
+    assert {token_partition(t) for t in tokens} == {P}
+    claims = [verify(t, ACK_SECRET, BREACH, runtime.refs) for t in tokens]
+    assert [c.person_id for c in claims] == ["li", "li", "li", "eo-b"]
+    assert {(c.obligation_id, c.partition) for c in claims} == {(FR, P)}
+
+    again = Rig(phone=rig.phone, store=dict(rig.store))  # another worker takes P over
+    assert len(again.notifier.refs) == 0
+    again.notifier.restore([P], again.store.items())
+    assert {verify(t, ACK_SECRET, BREACH, again.notifier.refs).person_id for t in tokens} == {
+        "li",
+        "eo-b",
+    }
+    again.notifier.restore([(P + 1) % N], again.store.items())  # P moved away: forgotten
+    assert len(again.notifier.refs) == 0
+
+
+def test_ack_secret_is_generated_once_per_data_dir_or_required_on_a_cluster(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from agents.notifier import ACK_SECRET_FILE, ack_secrets
+    from streams.settings import Settings, SettingsError
+
+    embedded = Settings(data_dir=tmp_path / "var")
+    with caplog.at_level(logging.INFO, logger="govclock.notifier"):
+        (first,) = ack_secrets(embedded)
+    path = tmp_path / "var" / ACK_SECRET_FILE
+    assert path.stat().st_mode & 0o777 == 0o600 and len(first) >= 32
+    assert f"generated a secret for acknowledgement links in {path}" in caplog.text
+    assert first not in caplog.text
+    assert ack_secrets(embedded) == (first,)  # the same on every start
+    path.chmod(0o644)
+    assert ack_secrets(embedded) == (first,) and path.stat().st_mode & 0o777 == 0o600
+    path.write_text("short\n")
+    with pytest.raises(SettingsError, match="not a usable acknowledgement secret"):
+        ack_secrets(embedded)
+
+    configured = Settings(data_dir=tmp_path / "other", ack_secret=f"{ACK_SECRET},{'o' * 20}")
+    assert ack_secrets(configured) == (ACK_SECRET, "o" * 20)
+    assert not (tmp_path / "other").exists()
+    cluster = Settings(data_dir=tmp_path / "c", kafka_broker="kafka:9092")
+    with pytest.raises(SettingsError, match="GOVCLOCK_ACK_SECRET: required with KAFKA_BROKER"):
+        ack_secrets(cluster)
+    shown = dict(configured.describe())
+    assert shown["GOVCLOCK_ACK_SECRET"] == "********"
+    assert shown["GOVCLOCK_ACK_TTL_HOURS"] == "72.0 (default)"
+
+
+def test_bad_ack_settings_never_show_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.settings import SettingsError, load_settings
+
+    monkeypatch.setenv("GOVCLOCK_ACK_SECRET", f"{ACK_SECRET},tooshort")
+    monkeypatch.setenv("GOVCLOCK_ACK_TTL_HOURS", "0")
+    with pytest.raises(SettingsError) as err:
+        load_settings(env_file=None)
+    text = str(err.value)
+    assert "GOVCLOCK_ACK_SECRET='********': secret 2 of 2 is 8 bytes" in text
+    assert "GOVCLOCK_ACK_TTL_HOURS=" in text
+    assert ACK_SECRET not in text and "tooshort" not in text
+
+
+def test_a_link_is_routed_to_the_worker_that_owns_its_partition() -> None:
+    from yarl import URL
+
+    metadata = {
+        "http://w1:6066": {"govclock-escalations-changelog": [0, 2]},
+        "http://w2:6066": {"govclock-escalations-changelog": [1, 3]},
+    }
+    assert web.owner_of_partition(metadata, 3) == URL("http://w2:6066")
+    assert web.owner_of_partition(metadata, 0) == URL("http://w1:6066")
+    assert web.owner_of_partition(metadata, 7) is None
+    assert web.owner_of_partition({}, 0) is None
+    assert web.obligation_path("online_posting_10wd:沪交规〔2026〕2号") == (
+        "/v1/obligations/online_posting_10wd:%E6%B2%AA%E4%BA%A4%E8%A7%84"
+        "%E3%80%942026%E3%80%952%E5%8F%B7"
+    )
+    assert web.obligation_path("annual_report:sh-gov/2026").endswith("sh-gov%2F2026")
 
 
 def test_notify_rebuilt_from_the_state_keeps_its_key() -> None:

@@ -1,7 +1,8 @@
 """The acknowledgement page in a real browser: headless Debian Chromium at a phone's size.
 
 A real aiohttp server on 127.0.0.1 serves ``GET``/``POST /a/{token}`` through
-``streams.ack_page.AckHandlers`` (the same functions the worker's web server will call). The
+``streams.ack_page.AckHandlers`` (the same functions the worker's ``/a/{token}`` view calls;
+tests/integration/test_ack_link_e2e.py opens links against the real worker). The
 links come from real messages: the scripted incident of tests/test_escalation.py runs through
 the real ledger and notifier (console channel) with ``make_ack_url``. The browser opens the
 breach SMS's link, sees the obligation, the overdue countdown ticking and the timeline, taps
