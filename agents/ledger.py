@@ -63,12 +63,15 @@ def register(ctx: Context) -> None:
                         for subject in worker.changed_subjects
                         for ob in subject.obligations or ()
                     }
+                late_known, worker.late_known = worker.late_known, set()
                 for fx in effects:
                     ctx.count(f"effects_{fx.kind}")
                     if emitted is not None and fx.key in emitted:
                         ctx.count("effects_already_emitted")
                         continue  # re-derived after a restart: counted the first time
-                    ctx.metrics.observe_effect(fx, windows.get(fx.obligation_id))
+                    ctx.metrics.observe_effect(
+                        fx, windows.get(fx.obligation_id), timely=fx.key not in late_known
+                    )
                     ctx.notifications.send_soon(
                         key=fx.obligation_id.encode(),
                         value=effect_record(fx),

@@ -133,13 +133,17 @@ class Metrics:
         for unit in units:
             self.no_on_call.labels(unit)
 
-    def observe_effect(self, effect: Any, window: tuple[int, int] | None = None) -> None:
+    def observe_effect(
+        self, effect: Any, window: tuple[int, int] | None = None, *, timely: bool = True
+    ) -> None:
         """Count one ledger effect (a :class:`deadlines.ledger.Effect`); ``window`` is its
-        obligation's (start, deadline), for the time-to-fulfil ratio of met and late."""
+        obligation's (start, deadline), for the time-to-fulfil ratio of met and late;
+        ``timely=False`` for a breach the sweeper could not have seen sooner (its trigger
+        arrived after the deadline, or the monitor was down): no detection delay then."""
         self.effects.labels(effect.kind, effect.rule_id).inc()
         if effect.kind == "breached":
             self.breaches.labels(effect.rule_id, effect.unit).inc()
-            if effect.detected_at is not None:
+            if effect.detected_at is not None and timely:
                 self.detection_delay.observe(max(0, effect.detected_at - effect.due_at - 1))
         elif effect.kind in ("met", "late", "unverifiable"):
             self.fulfilments.labels(effect.rule_id, effect.unit, effect.kind).inc()

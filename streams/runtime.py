@@ -85,6 +85,10 @@ class Worker:
         self._rules_keys: dict[int, str] = {}
         self.applied = 0  # subject records applied (events, unit notes, ticks)
         self.changed_subjects: list[Subject] = []  # those of the last changed() call
+        #: Keys of breaches found by a tick that could not have found them earlier (the
+        #: obligation arrived after its deadline, or it is the first tick since start); the
+        #: caller takes them with the effects and clears the set.
+        self.late_known: set[str] = set()
 
     def ledger(self, partition: int) -> Ledger:
         led = self.ledgers.get(partition)
@@ -136,7 +140,14 @@ class Worker:
         led = self.ledger(partition)
         self.applied += 1
         if "tick" in record:
-            return led.tick(int(record["tick"]))
+            before = led.clock
+            effects = led.tick(int(record["tick"]))
+            for fx in effects:
+                # Breached past the previous tick: the ledger did not know the obligation
+                # then (or the monitor was down), so the delay is not the sweeper's.
+                if fx.kind == "breached" and (before is None or fx.due_at + 1 <= before):
+                    self.late_known.add(fx.key)
+            return effects
         if "unit" in record:
             led.note_unit(str(record["unit"]))
             return []

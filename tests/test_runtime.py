@@ -11,6 +11,7 @@ import pytest
 from deadlines.calendar import WorkCalendar
 from deadlines.ledger import Ledger, instant
 from deadlines.replay import replay
+from deadlines.timefmt import rfc3339
 from govclock.history import read_history
 from govclock.packs import load_rulebook
 from schemas.events import event_time
@@ -125,3 +126,30 @@ def test_bad_records_are_refused_with_a_reason() -> None:
             b'"occurred_at":"2026-03-01T10:00:00+08:00","title":"t","severity":"V"}',
             frozenset(),
         )
+
+
+def test_breaches_the_sweeper_could_not_have_seen_sooner_are_marked_late_known() -> None:
+    book = load_rulebook()
+    worker = Worker(book, WorkCalendar.official(), 1)
+    t0 = 1_772_330_400  # 2026-03-01T10:00+08:00
+
+    def incident(event_id: str, incident_id: str, occurred: int) -> bytes:
+        event = {
+            "event_id": event_id,
+            "type": "incident.reported",
+            "unit": "u1",
+            "incident_id": incident_id,
+            "occurred_at": rfc3339(occurred),
+            "title": "t",
+            "severity": "II",
+        }
+        return encode_record("event", event)
+
+    worker.handle(0, "incident_id=I-KNOWN", incident("e1", "I-KNOWN", t0))
+    worker.handle(0, None, encode_record("tick", t0 + 60))  # first tick: nothing due yet
+    # arrives long after its 5-hour window closed
+    worker.handle(0, "incident_id=I-LATE", incident("e2", "I-LATE", t0 - 10 * 3600))
+    effects = worker.handle(0, None, encode_record("tick", t0 + 5 * 3600 + 2))
+    breached = {fx.subject_id: fx.key for fx in effects if fx.kind == "breached"}
+    assert set(breached) == {"I-KNOWN", "I-LATE"}
+    assert worker.late_known == {breached["I-LATE"]}
