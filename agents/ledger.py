@@ -104,6 +104,9 @@ def register(ctx: Context) -> None:
             if p in rows and v is not None:
                 rows[p].append((key, v))
         restored = {p: worker.restore(p, items) for p, items in rows.items()}
+        ctx.metrics.prepare_obligation_series(
+            {(ob.rule.id, ob.unit) for p in owned for ob in worker.ledger(p).obligations()}
+        )
         tps = [TP(SUBJECT_EVENTS, p) for p in sorted(owned)]
         consumer = ctx.app.consumer
         ends = await consumer.highwaters(*tps) if tps else {}

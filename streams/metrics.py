@@ -133,6 +133,14 @@ class Metrics:
         for unit in units:
             self.no_on_call.labels(unit)
 
+    def prepare_obligation_series(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Create the breach and fulfilment counters of each (rule, unit) at 0, so the first
+        breach of a pair is an increase that ``increase()`` and the alerts can see."""
+        for rule, unit in pairs:
+            self.breaches.labels(rule, unit)
+            for outcome in ("met", "late", "unverifiable"):
+                self.fulfilments.labels(rule, unit, outcome)
+
     def observe_effect(
         self, effect: Any, window: tuple[int, int] | None = None, *, timely: bool = True
     ) -> None:
@@ -141,7 +149,9 @@ class Metrics:
         ``timely=False`` for a breach the sweeper could not have seen sooner (its trigger
         arrived after the deadline, or the monitor was down): no detection delay then."""
         self.effects.labels(effect.kind, effect.rule_id).inc()
-        if effect.kind == "breached":
+        if effect.kind == "opened":
+            self.prepare_obligation_series([(effect.rule_id, effect.unit)])
+        elif effect.kind == "breached":
             self.breaches.labels(effect.rule_id, effect.unit).inc()
             if effect.detected_at is not None and timely:
                 self.detection_delay.observe(max(0, effect.detected_at - effect.due_at - 1))

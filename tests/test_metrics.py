@@ -39,6 +39,8 @@ def test_effects_and_ledger_state_show_up_with_bounded_labels() -> None:
     )
     for fx in ledger.apply(event):
         metrics.observe_effect(fx)
+    # Opening creates the pair's breach counter at 0, so the first breach is an increase.
+    assert scrape(registry)['govclock_breaches_total{rule="first_release_5h",unit="u1"}'] == 0
     for fx in ledger.tick(1772352000):  # 2026-03-01T16:00+08:00, past the 5 h window
         metrics.observe_effect(fx)
     got = scrape(registry)
