@@ -175,6 +175,63 @@ TICK_RESEND_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
+class OpenPage:
+    """The latest breach page (``breached``, ``repeat``, ``escalated``, ``fallback``) one person
+    got for an escalation that is breached and not acknowledged: what an SMS reply "1"
+    acknowledges (:meth:`LiveNotifier.open_pages`)."""
+
+    obligation_id: str
+    person_id: str
+    level: int
+    at: int
+    key: str
+    partition: int
+    short_name: str
+    subject_id: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "obligation_id": self.obligation_id,
+            "person_id": self.person_id,
+            "level": self.level,
+            "at": self.at,
+            "key": self.key,
+            "partition": self.partition,
+            "short_name": self.short_name,
+            "subject_id": self.subject_id,
+        }
+
+
+def open_pages_of(state: EscalationState, partition: int) -> dict[str, OpenPage]:
+    """person id -> the latest page of the current breach each person was sent (not counting
+    messages still ``pending`` or reported failed), while the state is breached and
+    unacknowledged; empty otherwise."""
+    if state.terminal or state.stage != BREACHED or not state.breach_id:
+        return {}
+    prefix = f"{state.breach_id}#"
+    latest: dict[str, OpenPage] = {}
+    for sent in state.sent:
+        if not sent.step.startswith(prefix) or sent.status == "pending":
+            continue
+        if sent.status in DELIVERY_FAILED:
+            continue
+        person = sent.contact.person_id
+        known = latest.get(person)
+        if known is None or (sent.at, sent.level) >= (known.at, known.level):
+            latest[person] = OpenPage(
+                state.obligation_id,
+                person,
+                sent.level,
+                sent.at,
+                sent.key,
+                partition,
+                state.short_name,
+                state.subject_id,
+            )
+    return latest
+
+
+@dataclass(frozen=True, slots=True)
 class Reroute:
     """The input belongs to another partition's notifier (a delivery report routed by a
     stale hint): send ``raw`` there."""
@@ -242,7 +299,8 @@ class LiveNotifier:
 
     ``refs`` is the acknowledgement links' lookup (:class:`streams.ack_links.AckIndex`) for
     the partitions this worker owns: every (obligation, person) a message went to, rebuilt
-    from the table by :meth:`restore` and kept up to date as states are written.
+    from the table by :meth:`restore` and kept up to date as states are written. Likewise
+    :meth:`open_pages`: the unacknowledged breach pages by person (SMS replies).
     """
 
     def __init__(
@@ -277,6 +335,9 @@ class LiveNotifier:
         self.wakes: dict[int, dict[str, int]] = {}
         #: ack links' ref -> (obligation, person), for the partitions owned here
         self.refs = AckIndex()
+        #: person id -> obligation id -> the latest unacknowledged breach page (SMS replies)
+        self._open: dict[str, dict[str, OpenPage]] = {}
+        self._open_people: dict[str, tuple[str, ...]] = {}  # obligation id -> its keys above
         self.restored = False
         self.alerts: deque[NoOnCall] = deque(maxlen=1000)  # the latest, for the board
         self.stats: dict[str, int] = {}
@@ -291,6 +352,8 @@ class LiveNotifier:
         owned = set(owned)
         self.wakes = {p: {} for p in owned}
         self.refs.clear()
+        self._open.clear()
+        self._open_people.clear()
         self._ticks = {p: t for p, t in self._ticks.items() if p in owned}
         count = 0
         for key, value in rows:
@@ -332,8 +395,35 @@ class LiveNotifier:
                 times.append(int(self._retry.get(s.key, (0, 0.0))[1]))
         return min(times) if times else None
 
+    def open_pages(self, people: Iterable[str], since: int = 0) -> list[OpenPage]:
+        """The unacknowledged breach pages to any of ``people`` sent at or after ``since``,
+        in this worker's partitions, the most recent first (one per obligation and person)."""
+        found = [
+            page
+            for person in dict.fromkeys(people)
+            for page in self._open.get(person, {}).values()
+            if page.at >= since
+        ]
+        found.sort(key=lambda p: (p.at, p.level, p.obligation_id, p.person_id), reverse=True)
+        return found
+
+    def _index_pages(self, partition: int, state: EscalationState) -> None:
+        oid = state.obligation_id
+        for person in self._open_people.pop(oid, ()):
+            pages = self._open.get(person)
+            if pages is not None:
+                pages.pop(oid, None)
+                if not pages:
+                    del self._open[person]
+        latest = open_pages_of(state, partition)
+        for person, page in latest.items():
+            self._open.setdefault(person, {})[oid] = page
+        if latest:
+            self._open_people[oid] = tuple(latest)
+
     def _index(self, partition: int, state: EscalationState) -> None:
         self.refs.add_state(state)
+        self._index_pages(partition, state)
         wakes = self.wakes.setdefault(partition, {})
         wake = self._wake_of(state)
         if wake is None:

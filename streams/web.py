@@ -8,10 +8,18 @@ answer waits for the broker's acknowledgement: a 202 means accepted durably. A b
 does not acknowledge in time gives 503 (the sender retries; ``event_id`` makes the retry
 harmless). Signatures: see :mod:`streams.signing` and docs/integrations.md.
 
+Queries (docs/broker.md, "Queries on several workers"): ``GET /v1/obligations`` answers for
+the whole cluster (this worker's partitions, the others asked with ``?local=1``, merged;
+``partial`` and ``missing_partitions`` when a worker does not answer);
+``GET /v1/obligations/{id}`` is answered by the worker that owns the obligation's subject.
+
 Escalation (docs/escalation.md, "The live notifier"): ``POST /v1/obligations/{id}/ack``
 acknowledges (202 once the broker has the ack; 404 when the obligation has no escalation),
 ``GET /v1/obligations/{id}/escalation`` shows its state (numbers masked),
-``POST /v1/channels/twilio/status`` takes Twilio's signed delivery reports, and
+``POST /v1/channels/twilio/status`` takes Twilio's signed delivery reports,
+``POST /v1/channels/twilio/inbound`` Twilio's signed incoming messages (an SMS reply "1" or
+"确认" acknowledges the sender's most recent unacknowledged breach page, found by asking every
+worker; docs/twilio.md, "Acknowledging by SMS reply"), and
 ``GET``/``POST /a/{token}`` is the page behind the signed link in every SMS (streams/ack_page.py;
 a link reaching a worker that does not own the token's escalation partition is forwarded to
 the one that does).
@@ -21,9 +29,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 from aiohttp import ClientTimeout
 from faust.exceptions import SameNode
@@ -34,9 +46,11 @@ from yarl import URL
 
 from deadlines.escalation_codec import decode_state
 from deadlines.report import obligation_view
+from deadlines.roster import mask_phone
 from deadlines.rules import RuleBook
 from schemas.events import EventError, parse_event
 from streams.ack_links import ACK_PATH, AckError, token_partition
+from streams.ack_links import verify as verify_token
 from streams.ack_page import (
     AckHandlers,
     AckResponse,
@@ -46,11 +60,16 @@ from streams.ack_page import (
     wants_json,
 )
 from streams.adapters import CAP_CONTENT_TYPES, AdapterError, get_adapter
+from streams.channels import replies
+from streams.channels.replies import ReplyIntent, interpret_reply
 from streams.channels.twilio_sms import (
+    INBOUND_PATH,
     STATUS_CALLBACK_PATH,
+    InboundMessage,
     StatusCallback,
+    parse_inbound_message,
     parse_status_callback,
-    verify_status_callback,
+    verify_webhook,
 )
 from streams.escalation_inputs import (
     EscalationOff,
@@ -79,6 +98,8 @@ from streams.topics import (
 
 if TYPE_CHECKING:
     from streams.app import Context
+
+log = logging.getLogger("govclock.web")
 
 MAX_BODY_BYTES = 1 << 20  # 1 MiB
 JSON_TYPES = ("application/json",)
@@ -208,18 +229,16 @@ def parse_ack(body: bytes, service: NotifierService) -> tuple[int, str]:
     return level, person
 
 
-def check_status_callback(
-    service: NotifierService | None, path_qs: str, body: bytes, headers: Any
-) -> StatusCallback:
-    """The report in a Twilio status callback whose signature checks out against the
-    configured public URL and auth token; raises :class:`Refused` (404 Twilio not
-    configured, 403 bad or missing signature, 400 no SID or status)."""
-    from urllib.parse import parse_qsl
-
+def verified_form(
+    service: NotifierService | None, path_qs: str, body: bytes, headers: Any, what: str
+) -> dict[str, str]:
+    """The form of a Twilio webhook whose signature checks out against the configured public
+    URL (+ ``path_qs``, what Twilio requested) and auth token; raises :class:`Refused` (404
+    Twilio not configured, 403 bad or missing signature, 400 not a form)."""
     if service is None or service.twilio_auth_token is None or service.public_url is None:
         raise Refused(
             404,
-            "Twilio delivery reports need the notifier (GOVCLOCK_ROSTER_FILE), Twilio "
+            f"Twilio {what} need the notifier (GOVCLOCK_ROSTER_FILE), Twilio "
             "(GOVCLOCK_TWILIO_*) and GOVCLOCK_PUBLIC_URL",
         )
     try:
@@ -227,7 +246,7 @@ def check_status_callback(
     except UnicodeDecodeError:
         raise Refused(400, "the form is not UTF-8") from None
     url = service.public_url + path_qs  # what Twilio requested, as configured
-    if not verify_status_callback(
+    if not verify_webhook(
         service.twilio_auth_token,
         url,
         form,
@@ -235,8 +254,30 @@ def check_status_callback(
         signature_settings=headers.get(TWILIO_SIGNATURE_SETTINGS_HEADER),
     ):
         raise Refused(403, "bad or missing X-Twilio-Signature")
+    return form
+
+
+def check_status_callback(
+    service: NotifierService | None, path_qs: str, body: bytes, headers: Any
+) -> StatusCallback:
+    """The report in a Twilio status callback whose signature checks out against the
+    configured public URL and auth token; raises :class:`Refused` (404 Twilio not
+    configured, 403 bad or missing signature, 400 no SID or status)."""
+    form = verified_form(service, path_qs, body, headers, "delivery reports")
     try:
         return parse_status_callback(form)
+    except ValueError as exc:
+        raise Refused(400, str(exc)) from None
+
+
+def check_inbound(
+    service: NotifierService | None, path_qs: str, body: bytes, headers: Any
+) -> InboundMessage:
+    """An SMS reply from Twilio's incoming-message webhook, signature checked like a status
+    callback's; raises :class:`Refused` (404, 403, 400 no ``From``)."""
+    form = verified_form(service, path_qs, body, headers, "incoming messages")
+    try:
+        return parse_inbound_message(form)
     except ValueError as exc:
         raise Refused(400, str(exc)) from None
 
@@ -294,6 +335,190 @@ def obligation_path(obligation_id: str) -> str:
 def ack_unavailable(message: str, message_zh: str, as_json: bool) -> AckResponse:
     """503 (retry): the worker that can answer the link is not known or not ready."""
     return failure_response(503, "unavailable", message, message_zh, as_json)
+
+
+# -- SMS replies: helpers of POST /v1/channels/twilio/inbound (no Faust needed) ----------
+
+#: Internal: one worker asks another for its unacknowledged pages to some people (JSON POST).
+REPLY_CANDIDATES_PATH = "/v1/internal/reply-candidates"
+#: How long a worker waits for the others' candidates (Twilio gives a webhook 15 s).
+REPLY_PEER_TIMEOUT_S = 5.0
+#: MessageSids answered lately (per worker): a webhook delivered twice acknowledges once.
+REPLIES_REMEMBERED = 1000
+#: token errors, the most telling first, when several workers answer for one token
+_TOKEN_ERRORS = ("expired", "forged", "no_escalation", "unknown", "malformed")
+
+
+def people_with_phone(service: NotifierService, phone: str) -> list[str]:
+    """The roster's people with the number ``phone`` (E.164, as Twilio gives ``From``)."""
+    return sorted(p.id for p in service.roster.people.values() if p.phone == phone)
+
+
+@dataclass
+class ReplyLookup:
+    """What the workers answered about an SMS reply: the escalation partitions they answered
+    for, their unacknowledged breach pages to the sender's people (most recent first, one
+    per obligation and person) and, for a reply with a link, the verified claim or why not."""
+
+    partitions: set[int] = field(default_factory=set)
+    pages: list[dict[str, Any]] = field(default_factory=list)
+    claim: dict[str, Any] | None = None
+    token_error: str | None = None
+
+
+def merge_reply_answers(answers: Iterable[Mapping[str, Any]]) -> ReplyLookup:
+    """The answers of the workers (``reply_candidates`` bodies) as one :class:`ReplyLookup`."""
+    out = ReplyLookup()
+    pages: dict[tuple[str, str], dict[str, Any]] = {}
+    errors: list[str] = []
+    for answer in answers:
+        out.partitions.update(int(p) for p in answer.get("partitions") or ())
+        for page in answer.get("pages") or ():
+            key = (str(page["obligation_id"]), str(page["person_id"]))
+            if key not in pages or page["at"] > pages[key]["at"]:
+                pages[key] = dict(page)
+        token = answer.get("token")
+        if isinstance(token, Mapping):
+            if isinstance(token.get("claim"), Mapping):
+                out.claim = dict(token["claim"])
+            elif isinstance(token.get("error"), str):
+                errors.append(token["error"])
+    out.pages = sorted(
+        pages.values(),
+        key=lambda p: (p["at"], p["level"], p["obligation_id"], p["person_id"]),
+        reverse=True,
+    )
+    if out.claim is None and errors:
+        out.token_error = min(
+            errors, key=lambda e: _TOKEN_ERRORS.index(e) if e in _TOKEN_ERRORS else 99
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class ReplyDecision:
+    """What to do about one SMS reply: acknowledge ``ack`` = (obligation, level, person) or
+    nothing, answer ``text``; ``outcome`` names the case (logs, stats)."""
+
+    outcome: str
+    text: str
+    ack: tuple[str, int, str] | None = None
+
+
+def decide_reply(
+    intent: ReplyIntent, lookup: ReplyLookup, partitions: int, token_at: int | None = None
+) -> ReplyDecision:
+    """The decision for a reply from a roster number, given what the workers answered.
+
+    ``ack``: the most recent unacknowledged breach page to the sender's people, but only if
+    every escalation partition answered (else one that did not might hold a later page:
+    answer "try again" and acknowledge nothing). ``token``: the page of that link, if the
+    partition it names (``token_at``) answered."""
+    if intent.kind == "other":
+        return ReplyDecision("not_understood", replies.REPLY_HELP)
+    if intent.kind == "token":
+        if lookup.claim is not None:
+            c = lookup.claim
+            others = {p["obligation_id"] for p in lookup.pages} - {c["obligation_id"]}
+            return ReplyDecision(
+                "acknowledged_link",
+                replies.reply_acknowledged(
+                    str(c.get("short_name") or ""),
+                    str(c.get("subject_id") or c["obligation_id"]),
+                    int(c["level"]),
+                    len(others),
+                ),
+                (str(c["obligation_id"]), int(c["level"]), str(c["person_id"])),
+            )
+        if token_at is not None and token_at < partitions and token_at not in lookup.partitions:
+            return ReplyDecision("unavailable", replies.REPLY_UNAVAILABLE)
+        if lookup.token_error == "expired":
+            return ReplyDecision("link_expired", replies.REPLY_LINK_EXPIRED)
+        return ReplyDecision("link_invalid", replies.REPLY_LINK_INVALID)
+    if not set(range(partitions)) <= lookup.partitions:
+        return ReplyDecision("unavailable", replies.REPLY_UNAVAILABLE)
+    if not lookup.pages:
+        return ReplyDecision("nothing", replies.REPLY_NOTHING)
+    page = lookup.pages[0]
+    others = {p["obligation_id"] for p in lookup.pages} - {page["obligation_id"]}
+    return ReplyDecision(
+        "acknowledged",
+        replies.reply_acknowledged(
+            str(page.get("short_name") or ""),
+            str(page.get("subject_id") or page["obligation_id"]),
+            int(page["level"]),
+            len(others),
+        ),
+        (str(page["obligation_id"]), int(page["level"]), str(page["person_id"])),
+    )
+
+
+class RecentReplies:
+    """The answers to the last few MessageSids (a webhook Twilio delivers twice, or to two
+    workers behind a balancer that share nothing, is answered the same on one worker)."""
+
+    def __init__(self, size: int = REPLIES_REMEMBERED) -> None:
+        self.size = size
+        self._answers: OrderedDict[str, str] = OrderedDict()
+
+    def get(self, sid: str) -> str | None:
+        return self._answers.get(sid) if sid else None
+
+    def put(self, sid: str, text: str) -> None:
+        if not sid:
+            return
+        self._answers[sid] = text
+        self._answers.move_to_end(sid)
+        while len(self._answers) > self.size:
+            self._answers.popitem(last=False)
+
+
+# -- GET /v1/obligations across the cluster (no Faust needed) ----------------------------------
+
+#: How long the receiving worker waits for each other worker's part of the list.
+LIST_PEER_TIMEOUT_S = 5.0
+
+
+def partitions_by_url(metadata: Any) -> dict[str, list[int]]:
+    """``{worker url: [partitions]}`` of a table, from Faust's ``router.table_metadata``."""
+    out: dict[str, list[int]] = {}
+    for url, topics in (metadata or {}).items():
+        parts = out.setdefault(str(url).rstrip("/"), [])
+        for partitions in topics.values():
+            parts.extend(int(p) for p in partitions)
+        parts.sort()
+    return out
+
+
+def merge_obligation_lists(parts: Iterable[Mapping[str, Any]], partitions: int) -> dict[str, Any]:
+    """The cluster's answer from each worker's part: ``{"url", "partitions" (the metadata's),
+    "answer": the ``?local=1`` body or None, "error": str or None}``. Obligations from
+    workers that answered, each id once, sorted by due time then id; ``partitions``: those
+    answered; ``partial``/``missing_partitions``: those nobody answered for."""
+    seen: dict[str, dict[str, Any]] = {}
+    answered: set[int] = set()
+    workers = []
+    for part in parts:
+        answer = part.get("answer")
+        entry: dict[str, Any] = {"url": part["url"]}
+        if isinstance(answer, Mapping):
+            covered = sorted(int(p) for p in answer.get("partitions") or ())
+            answered.update(covered)
+            entry["partitions"] = covered
+            for ob in answer.get("obligations") or ():
+                seen.setdefault(str(ob["id"]), ob)
+        else:
+            entry["partitions"] = []
+            entry["error"] = str(part.get("error") or "no answer")
+        workers.append(entry)
+    missing = sorted(set(range(partitions)) - answered)
+    return {
+        "obligations": sorted(seen.values(), key=lambda o: (o["due_at"], o["id"])),
+        "partitions": sorted(answered),
+        "partial": bool(missing),
+        "missing_partitions": missing,
+        "workers": workers,
+    }
 
 
 def register(ctx: Context) -> None:
@@ -427,9 +652,36 @@ def register(ctx: Context) -> None:
                 return await accept_events(self, result, source.name)
             return result
 
+    def is_here(url: URL) -> bool:
+        here = app.conf.canonical_url
+        return (url.host, url.port) == (here.host, here.port)
+
+    def answering_partitions() -> list[int]:
+        """The partitions this worker answers the list for: those it owns, once it is ready
+        (tables recovered, ledgers rebuilt, start-up backlog through); none before."""
+        return ctx.assigned() if ctx.caught_up() else []
+
+    async def peer_list(url: str, query: Mapping[str, str]) -> Any:
+        """Another worker's own part of the list (``?local=1``)."""
+        target = URL(url).with_path("/v1/obligations").with_query({**query, "local": "1"})
+        timeout = ClientTimeout(total=LIST_PEER_TIMEOUT_S)
+        async with app.http_client.get(
+            target, timeout=timeout, headers={FORWARDED_HEADER: "1"}
+        ) as response:
+            if response.status != 200:
+                raise ValueError(f"HTTP {response.status}")
+            return await response.json()
+
     @app.page("/v1/obligations")
     class ObligationsView(View):
+        """The obligations of the whole cluster: this worker's partitions from its own
+        ledgers, every other worker's (from the subjects table's assignment) asked with the
+        same filters and ``?local=1``; merged, each id once, by due time. ``partial`` with
+        ``missing_partitions`` when some partition was not answered (a worker down, slow
+        or recovering). ``?local=1``: only this worker's part."""
+
         async def get(self, request: Request) -> Response:
+            http: Any = request
             q = request.query
             status, unit, rule = q.get("status"), q.get("unit"), q.get("rule")
             due_before = q.get("due_before")
@@ -441,8 +693,11 @@ def register(ctx: Context) -> None:
                     before = parse_as_of(due_before)
             except ValueError as exc:
                 return self.json({"error": str(exc)}, status=400)
+            mine = answering_partitions()
             out = []
-            for led in ctx.worker.ledgers.values():
+            for partition, led in ctx.worker.ledgers.items():
+                if partition not in mine:
+                    continue
                 for ob in led.obligations():
                     if status and ob.status != status:
                         continue
@@ -454,7 +709,34 @@ def register(ctx: Context) -> None:
                         continue
                     out.append(obligation_view(ob))
             out.sort(key=lambda o: (o["due_at"], o["id"]))
-            return self.json({"obligations": out, "partitions": ctx.assigned()})
+            local = {"obligations": out, "partitions": mine}
+            if q.get("local") in ("1", "true") or http.headers.get(FORWARDED_HEADER):
+                return self.json(local)
+            try:
+                urls = partitions_by_url(app.router.table_metadata(SUBJECTS_TABLE))
+            except KeyError:
+                urls = {}
+            peers = [u for u in urls if not is_here(URL(u))]
+            query = {
+                k: v
+                for k, v in (("status", status), ("unit", unit), ("rule", rule))
+                if v is not None
+            }
+            if before is not None:
+                query["due_before"] = str(before)  # parsed here: every worker reads it alike
+            answers = await asyncio.gather(
+                *(peer_list(u, query) for u in peers), return_exceptions=True
+            )
+            here = str(app.conf.canonical_url).rstrip("/")
+            parts: list[dict[str, Any]] = [{"url": here, "answer": local}]
+            for url, answer in zip(peers, answers, strict=True):
+                if isinstance(answer, BaseException):
+                    error = f"{type(answer).__name__}: {answer}".rstrip(": ")
+                    app.log.warning(f"govclock: {url} did not answer the list: {error}")
+                    parts.append({"url": url, "answer": None, "error": error})
+                else:
+                    parts.append({"url": url, "answer": answer})
+            return self.json(merge_obligation_lists(parts, ctx.settings.partitions))
 
     @app.page("/v1/obligations/{obligation_id}")
     class ObligationView(View):
@@ -474,6 +756,11 @@ def register(ctx: Context) -> None:
                 ob = led.get(obligation_id)
                 if ob is not None:
                     return self.json(obligation_view(ob))
+            http: Any = request
+            if home is None and not http.headers.get(FORWARDED_HEADER):
+                found = await find_obligation(obligation_id)  # the id names no subject: ask all
+                if found is not None:
+                    return self.json(found)
             return self.json({"error": f"no obligation {obligation_id!r} here"}, status=404)
 
     # -- escalation: acknowledgements, the state, delivery reports ----------------------
@@ -609,6 +896,192 @@ def register(ctx: Context) -> None:
                 )
             return self.bytes(b"", status=204)
 
+    # -- SMS replies: acknowledging by answering the page (two-way numbers only) ---------
+
+    recent_replies = RecentReplies()
+
+    def escalation_partitions_here() -> list[int]:
+        """The escalation partitions this worker answers for (none while recovering)."""
+        service = ctx.notifier
+        if service is None or not service.runtime.restored:
+            return []
+        return sorted(
+            tp.partition for tp in app.assignor.assigned_actives() if tp.topic == ESCALATION_INPUTS
+        )
+
+    def reply_token(service: NotifierService, token: str, now: int) -> dict[str, Any]:
+        """A link's claim, verified by the owner of its escalation, or why not."""
+        try:
+            claim = verify_token(token, service.ack_secrets, now, service.runtime.refs)
+        except AckError as exc:
+            return {"error": exc.reason}
+        except ValueError:  # no secret configured
+            return {"error": "unknown"}
+        raw = service.table.get(claim.obligation_id.encode())
+        if raw is None:
+            return {"error": "no_escalation"}
+        state = decode_state(raw)
+        return {
+            "claim": {
+                "obligation_id": claim.obligation_id,
+                "level": claim.level,
+                "person_id": claim.person_id,
+                "short_name": state.short_name,
+                "subject_id": state.subject_id,
+                "stage": state.stage,
+            }
+        }
+
+    def reply_candidates(
+        people: list[str], since: int, token: str | None, now: int
+    ) -> dict[str, Any]:
+        """This worker's part: its partitions, the unacknowledged breach pages to ``people``
+        sent since ``since`` in them, and the link's claim if its partition is here."""
+        service = ctx.notifier
+        assert service is not None
+        mine = escalation_partitions_here()
+        pages = [
+            p.as_json() for p in service.runtime.open_pages(people, since) if p.partition in mine
+        ]
+        answer: dict[str, Any] = {"partitions": mine, "pages": pages, "token": None}
+        if token:
+            try:
+                at = token_partition(token)
+            except AckError as exc:
+                answer["token"] = {"error": exc.reason}
+                return answer
+            if at in mine or (mine and at >= ctx.settings.partitions):
+                answer["token"] = reply_token(service, token, now)
+        return answer
+
+    async def ask_peer(url: str, payload: bytes) -> Any:
+        target = URL(url).with_path(REPLY_CANDIDATES_PATH)
+        headers = {"Content-Type": "application/json", FORWARDED_HEADER: "1"}
+        timeout = ClientTimeout(total=REPLY_PEER_TIMEOUT_S)
+        async with app.http_client.post(
+            target, data=payload, headers=headers, timeout=timeout
+        ) as response:
+            if response.status != 200:
+                raise ValueError(f"HTTP {response.status}")
+            return await response.json()
+
+    async def gather_reply_candidates(
+        people: list[str], since: int, token: str | None, now: int
+    ) -> ReplyLookup:
+        """Every worker's part (this one's directly, the others' over HTTP, at once)."""
+        answers: list[Mapping[str, Any]] = [reply_candidates(people, since, token, now)]
+        try:
+            urls = partitions_by_url(app.router.table_metadata(ESCALATIONS_TABLE))
+        except KeyError:
+            urls = {}
+        peers = [u for u in urls if not is_here(URL(u))]
+        payload = json.dumps({"people": people, "since": since, "token": token, "now": now})
+        results = await asyncio.gather(
+            *(ask_peer(u, payload.encode()) for u in peers), return_exceptions=True
+        )
+        for url, result in zip(peers, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("SMS reply: %s did not answer: %r", url, result)
+            elif isinstance(result, Mapping):
+                answers.append(result)
+        return merge_reply_answers(answers)
+
+    async def answer_reply(service: NotifierService, message: InboundMessage) -> str:
+        """Acknowledge what the reply names, if anything; the text to answer with."""
+        masked = mask_phone(message.from_number)
+        known = recent_replies.get(message.sid)
+        if known is not None:
+            log.info("SMS reply %s from %s: answered before", message.sid, masked)
+            return known
+        people = people_with_phone(service, message.from_number)
+        if not people:
+            ctx.count("sms_replies_unknown_number")
+            log.info("SMS reply %s from %s: not a roster number", message.sid, masked)
+            recent_replies.put(message.sid, replies.REPLY_UNKNOWN_NUMBER)
+            return replies.REPLY_UNKNOWN_NUMBER
+        intent = interpret_reply(message.body)
+        now = int(time.time())
+        lookup, token_at = ReplyLookup(), None
+        if intent.token is not None:
+            try:
+                token_at = token_partition(intent.token)
+            except AckError:
+                token_at = None
+        if intent.kind == "ack" or token_at is not None:
+            since = now - round(ctx.settings.ack_ttl_hours * 3600)
+            lookup = await gather_reply_candidates(people, since, intent.token, now)
+        decision = decide_reply(intent, lookup, ctx.settings.partitions, token_at)
+        done = ""
+        if decision.ack is not None:
+            oid, level, person = decision.ack
+            try:
+                await submit_ack(ctx, oid, level, person, now, via="sms")
+                done = f": {oid} level {level} by {person}"
+            except Exception as exc:  # broker unavailable: nothing known, a resend is harmless
+                log.warning("SMS reply %s: ack of %s not recorded: %r", message.sid, oid, exc)
+                decision = ReplyDecision("unavailable", replies.REPLY_UNAVAILABLE)
+        ctx.count(f"sms_replies_{decision.outcome}")
+        log.info(
+            "SMS reply %s from %s (%s): %s%s",
+            message.sid,
+            masked,
+            ",".join(people),
+            decision.outcome,
+            done,
+        )
+        if decision.outcome != "unavailable":
+            recent_replies.put(message.sid, decision.text)
+        return decision.text
+
+    @app.page(INBOUND_PATH)
+    class TwilioInboundView(View):
+        """Twilio's incoming-message webhook (form-encoded, signed): an SMS reply to the
+        Twilio number. Answers TwiML (``<Response><Message>…``) in every case but a bad
+        signature (403), an unusable form (400) or Twilio not configured (404)."""
+
+        async def post(self, request: Request) -> Response:
+            http: Any = request
+            service = ctx.notifier
+            body = await read_body(http)
+            if body is None:
+                return too_large(self)
+            try:
+                message = check_inbound(service, http.path_qs, body, http.headers)
+            except Refused as exc:
+                if exc.status == 403:
+                    rejected.labels("signature").inc()
+                return self.json({"error": exc.message}, status=exc.status)
+            assert service is not None
+            text = await answer_reply(service, message)
+            return self.bytes(
+                replies.twiml(text).encode(),
+                status=200,
+                headers={"Content-Type": "text/xml; charset=utf-8"},
+            )
+
+    @app.page(REPLY_CANDIDATES_PATH)
+    class ReplyCandidatesView(View):
+        """Internal (one worker to another): this worker's part of an SMS reply's lookup,
+        JSON ``{"people": [...], "since": t, "token": str | null, "now": t}``."""
+
+        async def post(self, request: Request) -> Response:
+            http: Any = request
+            if ctx.notifier is None:
+                return self.json({"error": "escalation is off (no roster)"}, status=404)
+            body = await read_body(http)
+            if body is None:
+                return too_large(self)
+            try:
+                data = json.loads(body)
+                people = [str(p) for p in data["people"]]
+                since, now = int(data["since"]), int(data["now"])
+                token = data.get("token")
+                if token is not None and not isinstance(token, str):
+                    raise TypeError("token")
+            except (ValueError, KeyError, TypeError) as exc:
+                return self.json({"error": f"bad request: {exc!r}"}, status=400)
+            return self.json(reply_candidates(people, since, token, now))
+
     # -- acknowledgement links: the page behind the link in every SMS --------------------
 
     def owns_partition(partition: int) -> bool:
@@ -617,14 +1090,11 @@ def register(ctx: Context) -> None:
             for tp in app.assignor.assigned_actives()
         )
 
-    def is_here(url: URL) -> bool:
-        here = app.conf.canonical_url
-        return (url.host, url.port) == (here.host, here.port)
-
     async def peer_json(url: URL) -> Any:
         """The JSON another worker answers for a GET, None unless 200."""
         timeout = ClientTimeout(total=PEER_TIMEOUT_S)
-        async with app.http_client.get(url, timeout=timeout) as response:
+        headers = {FORWARDED_HEADER: "1"}  # the peer answers from its own ledgers only
+        async with app.http_client.get(url, timeout=timeout, headers=headers) as response:
             if response.status != 200:
                 return None
             return await response.json()
@@ -650,7 +1120,11 @@ def register(ctx: Context) -> None:
             if is_here(peer):
                 continue
             url = URL(str(peer).rstrip("/") + obligation_path(obligation_id), encoded=True)
-            found = await peer_json(url)
+            try:
+                found = await peer_json(url)
+            except Exception as exc:  # a worker down: the others may still have it
+                log.warning("obligation %s: %s did not answer: %r", obligation_id, peer, exc)
+                continue
             if isinstance(found, dict):
                 return found
         return None

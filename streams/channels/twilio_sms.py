@@ -29,6 +29,9 @@ SID. What it adds to the SDK:
 * **Inbound status callbacks**: :func:`verify_status_callback` (Twilio's ``RequestValidator``)
   and :func:`parse_status_callback` → ``(provider_id, status, error_code)``; map the SID back
   to the message key with ``sent_log.key_for(sid)`` and call ``on_delivery``.
+* **Inbound messages** (SMS replies to the Twilio number): :func:`verify_webhook` (the same
+  check) and :func:`parse_inbound_message` → ``(sid, from_number, to_number, body)``; what a
+  reply means is :mod:`streams.channels.replies`.
 
 Pointing the SDK elsewhere (tests, an egress proxy): ``base_url`` replaces scheme and host of
 every ``*.twilio.com`` URL in the HTTP client, *after* the SDK's region/edge rewriting, so it
@@ -77,15 +80,19 @@ except ImportError:  # pragma: no cover - older 9.x
 
 __all__ = [
     "ENV",
+    "INBOUND_PATH",
     "STATUS_CALLBACK_PATH",
+    "InboundMessage",
     "RetryPolicy",
     "StatusCallback",
     "TwilioConfig",
     "TwilioSmsChannel",
     "describe_error",
     "is_transient_code",
+    "parse_inbound_message",
     "parse_status_callback",
     "verify_status_callback",
+    "verify_webhook",
 ]
 
 log = logging.getLogger("govclock.channels.twilio")
@@ -94,6 +101,9 @@ http_log = logging.getLogger("govclock.channels.twilio.http")
 
 #: Where the web server should receive Twilio's status callbacks (under GOVCLOCK_PUBLIC_URL).
 STATUS_CALLBACK_PATH = "/v1/channels/twilio/status"
+#: Where the web server receives the SMS replies to the Twilio number (its "A message comes
+#: in" webhook, configured in the Twilio console as GOVCLOCK_PUBLIC_URL + this path).
+INBOUND_PATH = "/v1/channels/twilio/inbound"
 
 #: Environment variables read by :meth:`TwilioConfig.from_env`.
 ENV = {
@@ -707,7 +717,7 @@ class StatusCallback(NamedTuple):
     error_code: int | None
 
 
-def verify_status_callback(
+def verify_webhook(
     auth_token: str,
     url: str,
     params: Mapping[str, str],
@@ -717,7 +727,8 @@ def verify_status_callback(
 ) -> bool:
     """True when ``signature`` (the ``X-Twilio-Signature`` header) is Twilio's signature of
     the POST to ``url`` (the full URL Twilio requested: scheme, host, path and query exactly
-    as configured in ``StatusCallback``) with form ``params``.
+    as configured in ``StatusCallback`` or in the number's incoming-message webhook) with form
+    ``params``.
 
     ``signature_settings`` is the ``X-Twilio-Webhooks-Signature-Settings`` header, if any
     (newer accounts can sign with HMAC-SHA256 and a shared key: pass that key as
@@ -741,6 +752,10 @@ def verify_status_callback(
         return False
 
 
+#: Any Twilio webhook (status callbacks, incoming messages) is signed the same way.
+verify_status_callback = verify_webhook
+
+
 def parse_status_callback(params: Mapping[str, str]) -> StatusCallback:
     """``(MessageSid, MessageStatus, ErrorCode)`` of a status callback's form fields.
 
@@ -759,3 +774,28 @@ def describe_callback(update: StatusCallback) -> str:
     if update.error_code:
         return f"{update.provider_id} {update.status}: {describe_error(update.error_code)}"
     return f"{update.provider_id} {update.status}"
+
+
+# ---------------------------------------------------------------------------------------
+# Inbound messages (replies to the Twilio number)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """An SMS to the Twilio number; ``repr`` shows no number and no text."""
+
+    sid: str  # MessageSid, "SM…" (empty if Twilio sent none)
+    from_number: str = field(repr=False)  # E.164 as Twilio gives it; log mask_phone of it
+    to_number: str = field(repr=False)
+    body: str = field(repr=False)
+
+
+def parse_inbound_message(params: Mapping[str, str]) -> InboundMessage:
+    """``(MessageSid, From, To, Body)`` of Twilio's incoming-message webhook.
+
+    Raises ValueError for a form without ``From``."""
+    sender = (params.get("From") or "").strip()
+    if not sender:
+        raise ValueError("incoming message without From")
+    sid = (params.get("MessageSid") or params.get("SmsSid") or "").strip()
+    return InboundMessage(sid, sender, (params.get("To") or "").strip(), params.get("Body") or "")

@@ -319,7 +319,62 @@ def _forwarding(workers: list[TwilioMonitor], fake: FakeTwilio) -> None:  # noqa
     assert [(a["level"], a["person"]) for a in acked["acks"]] == [(1, "li")]
     tampered = elsewhere[:-3] + ("AAA" if not elsewhere.endswith("AAA") else "BBB")
     assert get(tampered)[0] == 404
+    t_acked = time.monotonic()
+
+    # An SMS reply reaching the worker that does not hold the escalation: it asks the other
+    # worker for li's unacknowledged pages and acknowledges the latest (docs/twilio.md).
+    iid2 = next(
+        f"I-SMS-{now}-{i}" for i in range(1000)
+        if owners[escalation_partition(f"first_release_5h:I-SMS-{now}-{i}", 4)] is ledger_worker
+    )  # fmt: skip
+    oid2 = f"first_release_5h:{iid2}"
+    status, body = notifier_worker.post(
+        [{**incident("sms-2", iid2, now + 2 - 5 * 3600), "unit": UNIT}]
+    )
+    assert status == 202, body
+    wait_for("li's second breach SMS", lambda: [m for m in sms(fake) if iid2 in m["body"]], 30)
+    t_reply = time.monotonic()
+    status, _, twiml = sms_reply(notifier_worker, fake.auth_token, LI, "确认")
+    answered = time.monotonic() - t_reply
+    assert status == 200 and "已确认:首次权威发布·" in twiml and "(1级)" in twiml, twiml
+    acked2 = wait_for(
+        "the SMS ack applied on the other worker",
+        lambda: (e := escalation(notifier_worker, oid2))["stage"] == "acknowledged" and e,
+        10,
+    )
+    assert [(a["level"], a["person"]) for a in acked2["acks"]] == [(1, "li")]
+    assert escalation(ledger_worker, oid)["acks"] == acked["acks"]  # the first one untouched
     print(
         f"\nforwarded ack link: split after {t_split - t0:.1f} s; POST on the other worker → "
-        f"acknowledged {time.monotonic() - t_post:.2f} s; whole {time.monotonic() - t0:.1f} s"
+        f"acknowledged {t_acked - t_post:.2f} s; SMS reply on the other worker answered in "
+        f"{answered:.2f} s; whole {time.monotonic() - t0:.1f} s"
     )
+
+
+def sms_reply(mon: TwilioMonitor, auth_token: str, sender: str, body: str) -> tuple[int, str, str]:
+    """Twilio's incoming-message webhook, signed with the SDK's RequestValidator."""
+    from urllib.parse import urlencode
+
+    from twilio.request_validator import RequestValidator
+
+    from streams.channels.twilio_sms import INBOUND_PATH
+
+    form = {"MessageSid": f"SM{time.time_ns():032x}", "From": sender, "To": "+15005550006"}
+    form["Body"] = body
+    url = f"http://127.0.0.1:{mon.port}{INBOUND_PATH}"
+    signature = RequestValidator(auth_token).compute_signature(url, form)
+    conn = http.client.HTTPConnection("127.0.0.1", mon.port, timeout=15)
+    try:
+        conn.request(
+            "POST",
+            INBOUND_PATH,
+            body=urlencode(form).encode(),
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Twilio-Signature": signature,
+            },
+        )
+        resp = conn.getresponse()
+        return resp.status, resp.getheader("Content-Type") or "", resp.read().decode()
+    finally:
+        conn.close()

@@ -32,7 +32,7 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from streams.broker import EmbeddedBroker, metadata_probe, pid_alive
-from streams.topics import NOTIFICATIONS
+from streams.topics import NOTIFICATIONS, escalation_partition, subject_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -91,6 +91,11 @@ def document(event_id: str, document_id: str) -> dict[str, Any]:
         "disclosure": "proactive",
         "title": f"关于测试的通知 {document_id}",
     }
+
+
+def partition_of_subject(incident_id: str, partitions: int = 4) -> int:
+    """The partition of an incident's subject (Kafka's default partitioner)."""
+    return escalation_partition(subject_key("incident_id", incident_id), partitions)
 
 
 def ndjson(events: list[dict[str, Any]]) -> bytes:
@@ -892,23 +897,79 @@ def _two_workers(bootstrap: str, a: Monitor, b: Monitor) -> None:
     wanted = {f"{ONLINE_POSTING}:W-{i:02d}" for i in range(40)}
     query = f"?rule={ONLINE_POSTING}"
 
+    local = query + "&local=1"  # each worker's own partitions only
+
     def union() -> list[str]:
-        ids = [o["id"] for m in (a, b) for o in m.obligations(query)]
+        ids = [o["id"] for m in (a, b) for o in m.obligations(local)]
         return ids if set(ids) >= wanted else []
 
     ids = wait_for("all 40 obligations across both workers", union, 30)
     assert Counter(ids) == Counter(wanted), duplicates(ids)
-    on_a = {o["id"] for o in a.obligations(query)}
-    on_b = {o["id"] for o in b.obligations(query)}
+    on_a = {o["id"] for o in a.obligations(local)}
+    on_b = {o["id"] for o in b.obligations(local)}
     assert on_a and on_b and not on_a & on_b  # 40 subjects over 4 partitions: both hold some
-    # By id, either worker answers: the request goes to the worker that owns the subject.
-    for ob_id in (sorted(on_a)[0], sorted(on_b)[0]):
-        answers = [request(m.port, "GET", f"/v1/obligations/{quote(ob_id)}") for m in (a, b)]
-        assert [code for code, _ in answers] == [200, 200], answers
-        assert answers[0][1] == answers[1][1] and answers[0][1]["id"] == ob_id
+    # The list itself is the cluster's: either worker answers with all 40, in the same order,
+    # the filters applied by both (docs/broker.md, "Query API").
+    t_list = time.monotonic()
+    lists = [request(m.port, "GET", "/v1/obligations" + query) for m in (a, b)]
+    list_s = time.monotonic() - t_list
+    assert [code for code, _ in lists] == [200, 200], lists
+    assert lists[0][1]["obligations"] == lists[1][1]["obligations"]
+    full = lists[0][1]
+    keys = [(o["due_at"], o["id"]) for o in full["obligations"]]
+    assert keys == sorted(keys) and {o["id"] for o in full["obligations"]} == wanted
+    assert (full["partitions"], full["partial"], full["missing_partitions"]) == (
+        [0, 1, 2, 3],
+        False,
+        [],
+    )
+    assert sorted(p for w in full["workers"] for p in w["partitions"]) == [0, 1, 2, 3]
+    # the filters reach the other worker too
+    assert a.obligations(query + "&status=met") == b.obligations(query + "&status=met") == []
+    by_unit = b.obligations(query + "&unit=sh-gov&status=pending")
+    assert {o["id"] for o in by_unit} == wanted
+    last_due = max(epoch(o["due_at"]) for o in full["obligations"])
+    for m in (a, b):
+        assert {o["id"] for o in m.obligations(query + f"&due_before={last_due + 1}")} == wanted
+        assert [o["id"] for o in m.obligations(query + f"&due_before={last_due}")] == [
+            o["id"] for o in full["obligations"] if epoch(o["due_at"]) < last_due
+        ]
+
+    # An obligation whose id does not name its subject (a major opinion lives on its
+    # incident): asked on the worker that does not hold the incident, it asks the others.
+    iid = next(f"I-OP-{i}" for i in range(100) if partition_of_subject(f"I-OP-{i}") in pa)
+    opinion = {
+        "event_id": "op-1",
+        "type": "opinion.detected",
+        "unit": "sh-yingji",
+        "opinion_id": "O-OP-1",
+        "detected_at": rfc3339(time.time() - 60),
+        "topic": "emergency",
+        "title": "网传测试事件伤亡",
+        "url": "https://weibo.example/status/1",
+        "refs": {"incident_id": iid},
+    }
+    status, body = b.post([incident("op-i", iid, time.time() - 120), opinion])
+    assert status == 202, body
+    major = "opinion_major_5h:O-OP-1"
+    got = wait_for(
+        "the major-opinion obligation, asked on the other worker",
+        lambda: (r := request(b.port, "GET", f"/v1/obligations/{quote(major)}"))[0] == 200 and r,
+        20,
+    )
+    assert got[1]["id"] == major and major not in {o["id"] for o in b.obligations("?local=1")}
 
     b.kill9()
     t_kill = time.monotonic()
+    # b is gone, its partitions not yet taken over: a answers what it knows, and says so
+    status, partial = request(a.port, "GET", "/v1/obligations" + query)
+    assert status == 200 and partial["partial"] is True, partial
+    assert set(partial["missing_partitions"]) >= set(pb)
+    assert {o["id"] for o in partial["obligations"]} <= wanted
+    print(
+        f"cluster list of 40 in {list_s * 1000 / 2:.0f} ms per request; with b killed: "
+        f"partial, missing {partial['missing_partitions']}, {len(partial['obligations'])} listed"
+    )
 
     def took_over() -> list[str]:
         if not a.alive():
