@@ -1,8 +1,9 @@
 """Ledger agent: apply subject records to the partition's ledger, persist, emit effects.
 
-Reads ``govclock-subject-events`` in batches; each partition's records are applied in
-order to that partition's ledger (events, unit notes and the sweeper's ticks alike); the
-subjects that changed are written to the ``subjects`` table (changelog) in that partition,
+Reads ``govclock-subject-events`` (batch records from ingest, ticks from the sweeper); each
+partition's records are applied in order to that partition's ledger (events, unit notes and
+ticks alike); the subjects that changed are written to the ``subjects`` table in that
+partition, as one multi-row changelog record per batch (:mod:`streams.table`),
 and every effect goes to ``govclock-notifications`` in the same partition, keyed by the
 obligation id. A bad record goes to the dead-letter topic; the agent carries on.
 """

@@ -86,7 +86,7 @@ def pipeline() -> dashboard.Dashboard:
     board.row("Ingest").add(
         timeseries_panel(
             "Events ingested, by type",
-            "Events accepted by the ingest agent per second.",
+            "Events accepted by ingest per second.",
             query(
                 "sum by (type) (rate(govclock_events_ingested_total[$__rate_interval]))",
                 legend="{{type}}",

@@ -152,8 +152,8 @@ def topic_specs(partitions: int, replication_factor: int = 1) -> tuple[TopicSpec
         TopicSpec(
             SUBJECT_EVENTS,
             partitions,
-            key="subject (ref=value)",
-            purpose="accepted events, one record per subject named",
+            key="none: batch records written to the partition of their subjects",
+            purpose="accepted events, once per subject named, in per-partition batch records",
             replication_factor=rf,
         ),
         TopicSpec(

@@ -36,7 +36,7 @@ def outcome(obligations: object) -> set[tuple[object, ...]]:
 
 
 def run_partitioned(worker: Worker) -> tuple[int, list[bytes]]:
-    """Deliver the sample as the ingest agent and sweeper would; return the final time and
+    """Deliver the sample as ingest and the sweeper would; return the final time and
     the notification records."""
     unit_kinds = BOOK.all_ref_kinds()
     notes: list[bytes] = []
