@@ -297,6 +297,8 @@ def setup(ctx: Context, *, fresh: bool) -> NotifierService | None:
         for c in layer.get("channels") or ()
     }
     ctx.metrics.init_notifications(sorted(channels), sorted(roster.units))
+    if twilio:  # the SMS-reply webhook answers
+        ctx.metrics.init_sms_replies()
     token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
     service = NotifierService(
         runtime=runtime,

@@ -27,6 +27,23 @@ REJECT_REASONS = ("invalid_json", "invalid_event", "signature", "too_large", "co
 #: Notification delivery states (labels of ``govclock_notifications_total``).
 NOTIFICATION_STATES = ("sent", "delivered", "failed", "acknowledged")
 
+#: What came of an SMS reply to the Twilio number (labels of ``govclock_sms_replies_total``):
+#: the decisions of ``POST /v1/channels/twilio/inbound`` (streams/web.py, ``decide_reply``),
+#: and the requests it turned away before deciding anything.
+SMS_REPLY_OUTCOMES = (
+    "acknowledged",  # "1", "确认", …: the sender's most recent open breach page
+    "acknowledged_link",  # a reply carrying an acknowledgement link: that page
+    "nothing",  # an acknowledgement, but no open page to the sender's people
+    "not_understood",  # anything else: answered with a hint
+    "link_expired",
+    "link_invalid",
+    "unavailable",  # a worker did not answer, or the broker did not take the ack: resend
+    "unknown_number",  # a number not in the roster: a neutral answer
+    "duplicate",  # a MessageSid answered before (Twilio delivered the webhook again)
+    "bad_signature",  # 403: X-Twilio-Signature missing or wrong
+    "bad_request",  # 400 (no From, not a form) or 413
+)
+
 #: How many of the nearest deadlines ``govclock_obligation_next_due_timestamp_seconds``
 #: shows (label ``rank``), so a dashboard can list what falls due next.
 NEXT_DUE_RANKS = 10
@@ -39,7 +56,7 @@ class Metrics:
         self.registry = registry
         self.events_ingested = Counter(
             f"{PREFIX}_events_ingested_total",
-            "Events accepted by the ingest agent, by event type.",
+            "Events accepted by ingest, by event type.",
             ["type"],
             registry=registry,
         )
@@ -115,6 +132,14 @@ class Metrics:
             buckets=(0.25, 0.5, 1, 2, 5, 30, 300),
             registry=registry,
         )
+        self.sms_replies = Counter(
+            f"{PREFIX}_sms_replies_total",
+            "SMS replies to the Twilio number (its incoming-message webhook), by outcome: "
+            + ", ".join(SMS_REPLY_OUTCOMES)
+            + ".",
+            ["outcome"],
+            registry=registry,
+        )
         self.sweeper_heartbeat = Gauge(
             f"{PREFIX}_sweeper_heartbeat_timestamp_seconds",
             "When the sweeper last ran on this worker.",
@@ -132,6 +157,18 @@ class Metrics:
                 self.notifications.labels(channel, state)
         for unit in units:
             self.no_on_call.labels(unit)
+
+    def init_sms_replies(self) -> None:
+        """Create every SMS-reply outcome at 0 (the inbound webhook is on: Twilio is)."""
+        for outcome in SMS_REPLY_OUTCOMES:
+            self.sms_replies.labels(outcome)
+
+    def sms_reply(self, outcome: str) -> None:
+        """Count one SMS reply; ``outcome`` is one of :data:`SMS_REPLY_OUTCOMES` (anything
+        else is a bug: ValueError, so the label set stays bounded)."""
+        if outcome not in SMS_REPLY_OUTCOMES:
+            raise ValueError(f"unknown SMS reply outcome {outcome!r}")
+        self.sms_replies.labels(outcome).inc()
 
     def prepare_obligation_series(self, pairs: Iterable[tuple[str, str]]) -> None:
         """Create the breach and fulfilment counters of each (rule, unit) at 0, so the first

@@ -289,9 +289,11 @@ class LiveNotifier:
     bytes → :mod:`deadlines.escalation_codec` bytes), runs the core's decision, sends what it
     decided, feeds each send's outcome back (a refusal falls back at once; an accepted message
     is recorded ``queued``/``sent``), and writes the state back (to ``snapshot`` too, if
-    given). A message whose send the provider could not take yet stays ``pending`` in the
-    state and is sent again, same key, at the next tick due for it (with backoff; after a
-    restart at once): delivered at least once, never twice (the channel's sent log).
+    given); before each send it is written ahead with that message ``pending``, so a kill
+    mid-send resends it with the same key and text (:meth:`_write_ahead`). A message whose
+    send the provider could not take yet stays ``pending`` in the state and is sent again,
+    same key, at the next tick due for it (with backoff; after a restart at once): delivered
+    at least once, never twice (the channel's sent log).
 
     ``wakes[partition][obligation id]`` is when each obligation next wants a tick (a repeat,
     the next rung, a send to retry); :meth:`wants_tick` tells the timer when a partition
@@ -485,16 +487,35 @@ class LiveNotifier:
         state: EscalationState,
     ) -> None:
         self._index(partition, state)
-        if state is old:
-            return
-        data = encode_state(state)
-        if old is not None and encode_state(old) == data:
-            return
+        if state is not old and self._write(store, state):
+            self._count("states_written")
+
+    def _write(self, store: MutableMapping[bytes, bytes], state: EscalationState) -> bool:
+        """``state`` into the table and the snapshot, unless the table holds it already
+        (unchanged, or written ahead as it is); whether it was written."""
         key = state.obligation_id.encode()
+        data = encode_state(state)
+        if store.get(key) == data:
+            return False
         store[key] = data
         if self.snapshot is not None:
             self.snapshot[key] = data
-        self._count("states_written")
+        return True
+
+    def _write_ahead(self, store: MutableMapping[bytes, bytes], state: EscalationState) -> None:
+        """Write ``state`` before a send, with the messages the core just decided still
+        ``pending`` in it (table and snapshot; no-op if they hold it already).
+
+        A process killed while a send is in flight (the provider may have taken the message)
+        then comes back with the message ``pending`` and sends it again, same key, *same text*
+        (same send time, same link), at once: the channel's sent log replays a result it
+        recorded, and a key it had only begun is looked up at the provider by that text
+        (:class:`streams.channels.twilio_sms.TwilioSmsChannel`) instead of being sent a second
+        time. Without this the state came back from before the decision, the core decided the
+        message again at the new time, and once the restart crossed a minute (the text's send
+        time, the link's expiry) the provider's copy no longer matched: sent twice."""
+        if self._write(store, state):
+            self._count("states_written_ahead")
 
     async def _effect(
         self, store: MutableMapping[bytes, bytes], partition: int, effect: Effect, now: int
@@ -502,7 +523,7 @@ class LiveNotifier:
         old = self._load(store, effect.obligation_id)
         state = old or start(effect, self.policies, title=self.title_for(effect.rule_id))
         state, actions = on_effect(state, effect, self.roster, now)
-        state, accepted = await self._run(state, actions, partition, now)
+        state, accepted = await self._run(store, state, actions, partition, now)
         self._save(store, partition, old, state)
         first = effect.kind == "breached" and any(n.kind == "breached" for n in accepted)
         if first and self.metrics is not None:
@@ -530,7 +551,7 @@ class LiveNotifier:
             if self.metrics is not None:
                 channel = _ack_channel(state, ack.level, ack.person)
                 self.metrics.notifications.labels(channel, "acknowledged").inc()
-        state, _ = await self._run(state, actions, partition, now)
+        state, _ = await self._run(store, state, actions, partition, now)
         self._save(store, partition, old, state)
 
     async def _delivery(
@@ -565,7 +586,7 @@ class LiveNotifier:
                     report.status,
                     report.error_code,
                 )
-        state, _ = await self._run(state, actions, partition, now)
+        state, _ = await self._run(store, state, actions, partition, now)
         self._save(store, partition, old, state)
 
     async def _tick(
@@ -588,21 +609,27 @@ class LiveNotifier:
             and self._retry.get(s.key, (0, 0.0))[1] <= now
         ]
         if retry:
-            state, _ = await self._run(state, list(retry), partition, now)
+            state, _ = await self._run(store, state, list(retry), partition, now)
         # 2. repeats and the next rung
         wake_core = next_wake(state)
         if wake_core is not None and wake_core <= now:
             state, actions = tick(state, self.roster, now)
-            state, _ = await self._run(state, actions, partition, now)
+            state, _ = await self._run(store, state, actions, partition, now)
         self._save(store, partition, old, state)
 
     # -- sending -----------------------------------------------------------------------
 
     async def _run(
-        self, state: EscalationState, actions: list[Any], partition: int, now: int
+        self,
+        store: MutableMapping[bytes, bytes],
+        state: EscalationState,
+        actions: list[Any],
+        partition: int,
+        now: int,
     ) -> tuple[EscalationState, list[Notify]]:
         """Carry out the core's actions in order; a refusal is fed back at once (fallback).
-        Returns the new state and the messages the providers took for the first time."""
+        Before each send the state is written ahead (:meth:`_write_ahead`). Returns the new
+        state and the messages the providers took for the first time."""
         accepted: list[Notify] = []
         queue = list(actions)
         while queue:
@@ -614,6 +641,7 @@ class LiveNotifier:
                     self.metrics.no_on_call.labels(action.unit).inc()
                 log.warning("notifier: NOBODY TOLD %s: %s", action.key, action.reason)
                 continue
+            self._write_ahead(store, state)
             sending = await self._deliver(action, partition)
             result = sending.result
             if result is None:  # not taken yet: stays pending, retried with backoff

@@ -991,11 +991,13 @@ def register(ctx: Context) -> None:
         masked = mask_phone(message.from_number)
         known = recent_replies.get(message.sid)
         if known is not None:
+            ctx.metrics.sms_reply("duplicate")
             log.info("SMS reply %s from %s: answered before", message.sid, masked)
             return known
         people = people_with_phone(service, message.from_number)
         if not people:
             ctx.count("sms_replies_unknown_number")
+            ctx.metrics.sms_reply("unknown_number")
             log.info("SMS reply %s from %s: not a roster number", message.sid, masked)
             recent_replies.put(message.sid, replies.REPLY_UNKNOWN_NUMBER)
             return replies.REPLY_UNKNOWN_NUMBER
@@ -1021,6 +1023,7 @@ def register(ctx: Context) -> None:
                 log.warning("SMS reply %s: ack of %s not recorded: %r", message.sid, oid, exc)
                 decision = ReplyDecision("unavailable", replies.REPLY_UNAVAILABLE)
         ctx.count(f"sms_replies_{decision.outcome}")
+        ctx.metrics.sms_reply(decision.outcome)
         log.info(
             "SMS reply %s from %s (%s): %s%s",
             message.sid,
@@ -1044,12 +1047,16 @@ def register(ctx: Context) -> None:
             service = ctx.notifier
             body = await read_body(http)
             if body is None:
+                ctx.metrics.sms_reply("bad_request")
                 return too_large(self)
             try:
                 message = check_inbound(service, http.path_qs, body, http.headers)
             except Refused as exc:
                 if exc.status == 403:
                     rejected.labels("signature").inc()
+                    ctx.metrics.sms_reply("bad_signature")
+                elif exc.status == 400:
+                    ctx.metrics.sms_reply("bad_request")
                 return self.json({"error": exc.message}, status=exc.status)
             assert service is not None
             text = await answer_reply(service, message)

@@ -28,6 +28,7 @@ from streams.channels import (
     TransientChannelError,
     mask_numbers,
 )
+from streams.channels.base import MaskNumbersFilter
 from streams.channels.twilio_sms import (
     STATUS_CALLBACK_PATH,
     RetryPolicy,
@@ -501,6 +502,23 @@ def test_mask_numbers() -> None:
     assert "SM13800138000aaaaaaaaaaaaaaaaaaa" in masked
     assert "1741590000" in masked and "1741590000123" in masked
     assert mask_phone(PHONE) == PHONE_MASKED
+
+
+def test_masked_records_are_final_for_formatters_that_format_args_again() -> None:
+    """A masked record has no arguments left, as an empty tuple: a formatter that wraps
+    ``None`` into ``(None,)`` (mode's, in the worker) must not %-format "%2B86…" again."""
+    record = logging.LogRecord(
+        "twilio.http", logging.INFO, __file__, 1, f"GET ?To=%2B{PHONE[1:]}&PageSize=20", (), None
+    )
+    assert MaskNumbersFilter().filter(record)
+    assert record.args == () and record.getMessage() == "GET ?To=%2B86138****8000&PageSize=20"
+    from mode.utils.logging import ExtensionFormatter  # the worker's
+
+    worker = ExtensionFormatter(io.StringIO(), fmt="%(message)s")
+    assert worker.format(record) == "GET ?To=%2B86138****8000&PageSize=20"
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "to %s: %d", (PHONE, 3), None)
+    assert MaskNumbersFilter().filter(record)
+    assert record.getMessage() == f"to {PHONE_MASKED}: 3" and not record.args
 
 
 def test_no_phone_number_in_the_logs(

@@ -276,6 +276,69 @@ async def test_a_restart_from_the_stored_states_loses_nothing_and_sends_nothing_
     assert crashed.state().sent[-1].status == "queued"  # recorded from the replayed result
 
 
+class Killed(BaseException):
+    """The process dies (kill -9) in the middle of a send."""
+
+
+class DyingPhone(Phone):
+    """A provider that, once ``armed``, takes the next message to ``victim`` and then the
+    process dies before the answer is back: what the snapshot held at that instant is kept."""
+
+    def __init__(self, victim: str) -> None:
+        super().__init__()
+        self.victim = victim
+        self.armed = False
+        self.snapshot: dict[bytes, bytes] = {}
+        self.at_kill: dict[bytes, bytes] | None = None
+
+    def send(self, message: OutboundMessage) -> SendResult:
+        if not self.armed or message.to != self.victim:
+            return super().send(message)
+        self.armed = False
+        self.sent.append(message)  # taken by the provider; no answer, nothing recorded
+        self.at_kill = dict(self.snapshot)
+        raise Killed
+
+
+async def test_a_kill_during_a_send_comes_back_with_that_message_pending_same_key_same_text() -> (
+    None
+):
+    """The state is written ahead of each send: after a kill -9 mid-send the message comes back
+    ``pending`` and is sent again with the same key and the *same text* (send time, link), even
+    minutes later, which is what the Twilio channel matches an earlier attempt by. (Before,
+    the state came back from before the decision and the repeat was decided again at the new
+    time: a new text, sent twice.)"""
+    phone = DyingPhone(LI)
+    rig = Rig(phone=phone)
+    phone.snapshot = rig.snapshot
+    await rig.start()
+    await rig.until(BREACH + 30 * MIN - 1)  # the warnings and the breach pages
+    before = len(phone.sent)
+    phone.armed = True
+    with pytest.raises(Killed):
+        await rig.until(BREACH + 30 * MIN)  # the repeat: li's copy is taken, then the kill
+    assert phone.at_kill is not None and phone.to()[before:] == [LI]
+    taken = phone.sent[-1]
+    assert "第2次" in taken.text
+    at_kill = decode_state(phone.at_kill[FR.encode()])
+    pending = [(s.key, s.contact.person_id) for s in at_kill.sent if s.status == "pending"]
+    assert pending == [(taken.key, "li"), (pending[1][0], "eo-b")]  # written ahead of the send
+    assert rig.notifier.stats["states_written_ahead"] >= 1
+
+    # started again 3 minutes later from the snapshot (the embedded broker is seeded from it)
+    again = Rig(phone=Phone(), store=dict(phone.at_kill))
+    assert again.notifier.restore([P], again.store.items()) == 1
+    again.clock.now = BREACH + 33 * MIN
+    assert again.notifier.wants_tick(P, again.clock.now)
+    await again.put(tick_input(int(again.clock.now)))
+    resent = [m for m in again.phone.sent if m.key == taken.key]
+    assert [(m.key, m.text) for m in resent] == [(taken.key, taken.text)]  # same key, same text
+    assert again.phone.to() == [LI, EO_B]  # and the emergency office's copy, never sent before
+    assert "第2次" in again.phone.sent[1].text
+    state = again.state()
+    assert {s.status for s in state.sent} == {"queued"} and state.repeats == at_kill.repeats
+
+
 async def test_a_send_the_provider_cannot_take_stays_pending_and_is_retried_same_key() -> None:
     rig = Rig()
     await rig.start()

@@ -8,8 +8,18 @@ paged at the breach; zhang is li's fallback)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import urlencode
+
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from faust.types import TP
+from prometheus_client import CollectorRegistry, generate_latest
+from test_escalation import POLICY_YAML
 from test_notifier_agent import BREACH, EO_B, LI, MIN, N, P, Rig, key_to, service
+from test_roster import ROSTER_YAML
 from twilio.request_validator import RequestValidator
 
 from streams import web
@@ -19,6 +29,7 @@ from streams.channels.replies import (
     REPLY_LINK_INVALID,
     REPLY_NOTHING,
     REPLY_UNAVAILABLE,
+    REPLY_UNKNOWN_NUMBER,
     ReplyIntent,
     interpret_reply,
     normalize_reply,
@@ -26,7 +37,9 @@ from streams.channels.replies import (
     twiml,
 )
 from streams.escalation_inputs import ack_input, delivery_input
+from streams.metrics import SMS_REPLY_OUTCOMES, Metrics
 from streams.notifier import open_pages_of
+from streams.topics import ESCALATION_INPUTS
 
 TOKEN = "AhACAcL-xDSxUSUJ51s8skWv"
 FR = "first_release_5h:I1"
@@ -223,6 +236,140 @@ def test_inbound_messages_are_verified_with_twilios_request_validator() -> None:
     with pytest.raises(web.Refused) as exc:
         web.check_inbound(svc, path, urlencode(no_from).encode(), {"X-Twilio-Signature": signed})
     assert exc.value.status == 400
+
+
+# -- the route: what came of each reply, counted ---------------------------------------------
+
+PUBLIC = "https://govclock.example.gov.cn"
+AUTH_TOKEN = "tok" * 8
+ZHANG = "+8613800138000"
+
+
+@pytest.fixture
+def twilio_ctx(tmp_path: Path) -> Any:
+    """The worker's app with the notifier and Twilio on, no broker (nothing is started)."""
+    from streams.app import create_app
+    from streams.settings import load_settings
+
+    (tmp_path / "roster.yaml").write_text(ROSTER_YAML, encoding="utf-8")
+    (tmp_path / "policy.yaml").write_text(POLICY_YAML, encoding="utf-8")
+    settings = load_settings(
+        env_file=None,
+        data_dir=tmp_path / "var",
+        kafka_broker="127.0.0.1:1",
+        web_port=1,
+        partitions=N,
+        roster_file=tmp_path / "roster.yaml",
+        policy_file=tmp_path / "policy.yaml",
+        ack_secret="sms-reply-test-ack-secret-0123456",
+        twilio_account_sid="AC" + "0" * 32,
+        twilio_auth_token=AUTH_TOKEN,
+        twilio_from="+15005550006",
+        public_url=PUBLIC,
+    )
+    return create_app(settings, "127.0.0.1:1", store="memory://", embedded=False)
+
+
+def scraped(registry: Any) -> dict[str, float]:
+    out = {}
+    for line in generate_latest(registry).decode().splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+async def test_the_inbound_route_counts_every_reply_by_outcome(
+    twilio_ctx: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = twilio_ctx
+    path = "/v1/channels/twilio/inbound"
+    got = scraped(ctx.metrics.registry)
+    assert {o: got[f'govclock_sms_replies_total{{outcome="{o}"}}'] for o in SMS_REPLY_OUTCOMES} == {
+        o: 0 for o in SMS_REPLY_OUTCOMES
+    }  # every outcome from the start
+    # this worker holds every escalation partition, li and eo-b paged at the breach a minute ago
+    rig = Rig()
+    await rig.start()
+    await rig.until(BREACH)
+    runtime = ctx.notifier.runtime
+    assert runtime.restore(range(N), rig.store.items()) == 1
+    runtime.restored = True
+    mine = {TP(ESCALATION_INPUTS, p) for p in range(N)}
+    monkeypatch.setattr(ctx.app.assignor, "assigned_actives", lambda: mine)
+    monkeypatch.setattr(web, "time", SimpleNamespace(time=lambda: BREACH + 60))
+    acks: list[tuple[str, int, str, str]] = []
+
+    async def submit_ack(_: Any, oid: str, level: int, person: str, at: int, *, via: str) -> None:
+        acks.append((oid, level, person, via))
+
+    monkeypatch.setattr(web, "submit_ack", submit_ack)
+
+    async with TestClient(TestServer(ctx.app.web.web_app)) as client:
+
+        async def reply(
+            sender: str | None, body: str, sid: str, signed: bool = True
+        ) -> tuple[int, str]:
+            form = {"MessageSid": sid, "To": "+15005550006", "Body": body}
+            if sender is not None:
+                form["From"] = sender
+            signature = RequestValidator(AUTH_TOKEN).compute_signature(PUBLIC + path, form)
+            headers = {
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Twilio-Signature": signature if signed else "forged",
+            }
+            response = await client.post(path, data=urlencode(form), headers=headers)
+            return response.status, await response.text()
+
+        assert (await reply(LI, "确认", "SM1", signed=False))[0] == 403
+        assert (await reply(None, "确认", "SM2"))[0] == 400
+        assert REPLY_UNKNOWN_NUMBER in (await reply("+14155550199", "确认", "SM3"))[1]
+        assert REPLY_HELP in (await reply(LI, "好的", "SM4"))[1]
+        assert REPLY_NOTHING in (await reply(ZHANG, "1", "SM5"))[1]  # zhang was not paged
+        status, text = await reply(LI, " 确认! ", "SM6")
+        assert status == 200 and "已确认" in text and acks == [(FR, 1, "li", "sms")]
+        assert (await reply(LI, " 确认! ", "SM6"))[1] == text  # Twilio retried: same answer
+        assert REPLY_LINK_INVALID in (await reply(LI, f"确认 {TOKEN}", "SM7"))[1]
+    assert len(acks) == 1
+
+    got = scraped(ctx.metrics.registry)
+    counted = {o: got[f'govclock_sms_replies_total{{outcome="{o}"}}'] for o in SMS_REPLY_OUTCOMES}
+    assert {o: n for o, n in counted.items() if n} == {
+        "bad_signature": 1,
+        "bad_request": 1,
+        "unknown_number": 1,
+        "not_understood": 1,
+        "nothing": 1,
+        "acknowledged": 1,
+        "duplicate": 1,
+        "link_invalid": 1,
+    }
+    assert got['govclock_events_rejected_total{reason="signature"}'] == 1
+    text = generate_latest(ctx.metrics.registry).decode()
+    for number in (LI, ZHANG, "+14155550199"):
+        assert number[3:] not in text
+
+
+def test_sms_reply_outcomes_are_bounded() -> None:
+    """Every decision ``decide_reply`` can make is a label of its own; nothing else is."""
+    metrics = Metrics(CollectorRegistry())
+    decided = {
+        web.decide_reply(ReplyIntent("other"), web.ReplyLookup(), N).outcome,
+        web.decide_reply(ReplyIntent("ack"), web.ReplyLookup(), N).outcome,
+        web.decide_reply(ReplyIntent("ack"), web.ReplyLookup(partitions=set(range(N))), N).outcome,
+        web.decide_reply(ReplyIntent("token", TOKEN), web.ReplyLookup(), N, 0).outcome,
+        web.decide_reply(
+            ReplyIntent("token", TOKEN), web.ReplyLookup(token_error="expired"), N
+        ).outcome,
+        web.decide_reply(ReplyIntent("token", TOKEN), web.ReplyLookup(), N).outcome,
+    }
+    assert decided == {"not_understood", "unavailable", "nothing", "link_expired", "link_invalid"}
+    assert decided | {"acknowledged", "acknowledged_link"} <= set(SMS_REPLY_OUTCOMES)
+    for outcome in SMS_REPLY_OUTCOMES:
+        metrics.sms_reply(outcome)
+    with pytest.raises(ValueError):
+        metrics.sms_reply("+8613900139000")
+    assert len(SMS_REPLY_OUTCOMES) == len(set(SMS_REPLY_OUTCOMES)) == 11
 
 
 # -- GET /v1/obligations across workers ----------------------------------------------------------

@@ -100,7 +100,10 @@ class MaskNumbersFilter(logging.Filter):
         masked = mask_numbers(message)
         if masked != message:
             record.msg = masked
-            record.args = None
+            # no arguments left: the message is final. An empty tuple, not None: some
+            # formatters (mode's, in the worker) wrap None into (None,) and %-format the
+            # message again, which fails on a masked URL's "%2B86…"
+            record.args = ()
         return True
 
 

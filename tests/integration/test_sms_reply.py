@@ -33,6 +33,7 @@ from twilio.request_validator import RequestValidator
 
 from streams.channels.replies import REPLY_HELP, REPLY_NOTHING, REPLY_UNKNOWN_NUMBER
 from streams.channels.twilio_sms import INBOUND_PATH
+from streams.metrics import SMS_REPLY_OUTCOMES
 from tests.fake_twilio import FakeTwilio
 from tests.integration.test_escalation import (  # noqa: F401 (fixture)
     EO,
@@ -191,6 +192,20 @@ def test_an_sms_reply_acknowledges_the_latest_page_and_stops_the_repeats(
     status, metrics = request(mon.port, "GET", "/metrics")
     assert 'govclock_notifications_total{channel="sms",state="acknowledged"} 1.0' in metrics
     assert "91234567" not in metrics
+    replies = {
+        o: float(m.group(1))
+        for o in SMS_REPLY_OUTCOMES
+        if (m := re.search(re.escape(f'_sms_replies_total{{outcome="{o}"}} ') + r"(\S+)", metrics))
+    }
+    assert set(replies) == set(SMS_REPLY_OUTCOMES), replies  # every outcome, from 0
+    assert {o: n for o, n in replies.items() if n} == {
+        "bad_signature": 2,
+        "unknown_number": 1,
+        "not_understood": 1,
+        "acknowledged": 1,
+        "duplicate": 1,
+        "nothing": 1,
+    }
     print(
         f"\nSMS reply: ready {t_ready - t0:.1f} s; reply answered in "
         f"{t_answered - t_reply:.2f} s, escalation acknowledged {t_acked - t_reply:.2f} s after "
