@@ -52,7 +52,6 @@ class Routed:
 
     event: Event
     keys: tuple[str, ...]
-    data: dict[str, Any]  # the event as received, to forward without parsing it again
 
 
 class RecordError(ValueError):
@@ -69,7 +68,7 @@ def accept(raw: bytes, unit_kinds: frozenset[str]) -> Routed:
         event = parse_event(data)
     except EventError as exc:
         raise RecordError(str(exc)) from None
-    return Routed(event, tuple(f"{r}={v}" for r, v in route(event, unit_kinds)), data)
+    return Routed(event, tuple(f"{r}={v}" for r, v in route(event, unit_kinds)))
 
 
 class Worker:

@@ -32,15 +32,14 @@ from tests.fake_twilio import FakeTwilio
 from tests.integration.test_ack_browser import CHROMIUM_FLAGS, PHONE, chromium_path
 from tests.integration.test_escalation import (  # noqa: F401 (fixtures)
     LI,
-    POLICY_YAML,
     REPEAT_S,
     UNIT,
     TwilioMonitor,
     escalation,
     fake,
     monitor,
+    notifier_env,
     repeat_no,
-    roster_yaml,
     sms,
 )
 from tests.integration.test_monitor import (
@@ -220,18 +219,12 @@ def test_a_link_opened_on_another_worker_is_forwarded_to_the_owner(
     notifier, the link's ref) on the other; the link is opened on the first: it forwards to
     the owner, which loads the obligation back from the first. Without GOVCLOCK_ACK_SECRET a
     worker on a cluster refuses to start."""
-    (tmp_path / "roster.yaml").write_text(roster_yaml(), encoding="utf-8")
-    (tmp_path / "policy.yaml").write_text(POLICY_YAML, encoding="utf-8")
+    notifier = notifier_env(tmp_path, fake)
     with EmbeddedBroker(tmp_path / "cluster", start_timeout=10.0) as cluster:
         env = {
             "KAFKA_BROKER": cluster.bootstrap,
             "GOVCLOCK_PARTITIONS": "4",
-            "GOVCLOCK_ROSTER_FILE": str(tmp_path / "roster.yaml"),
-            "GOVCLOCK_POLICY_FILE": str(tmp_path / "policy.yaml"),
-            "GOVCLOCK_TWILIO_ACCOUNT_SID": fake.account_sid,
-            "GOVCLOCK_TWILIO_AUTH_TOKEN": fake.auth_token,
-            "GOVCLOCK_TWILIO_FROM": "+15005550006",
-            "GOVCLOCK_TWILIO_BASE_URL": fake.base_url,
+            **notifier,
             **TANSU_AS_CLUSTER,
         }
         refused = TwilioMonitor(tmp_path / "r" / "var", tmp_path / "r", env, name="no-secret")

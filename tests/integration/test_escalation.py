@@ -97,20 +97,36 @@ def fake() -> Iterator[FakeTwilio]:
         yield f
 
 
-@pytest.fixture
-def monitor(tmp_path: Path, fake: FakeTwilio) -> Iterator[TwilioMonitor]:
-    (tmp_path / "roster.yaml").write_text(roster_yaml(), encoding="utf-8")
-    (tmp_path / "policy.yaml").write_text(POLICY_YAML, encoding="utf-8")
-    env = {
-        "GOVCLOCK_ROSTER_FILE": str(tmp_path / "roster.yaml"),
-        "GOVCLOCK_POLICY_FILE": str(tmp_path / "policy.yaml"),
+#: The Twilio number the workers send from (a Twilio test number).
+TWILIO_FROM = "+15005550006"
+
+
+def twilio_env(fake: FakeTwilio) -> dict[str, str]:
+    """The settings that send SMS through the fake Twilio server with the real client."""
+    return {
         "GOVCLOCK_TWILIO_ACCOUNT_SID": fake.account_sid,
         "GOVCLOCK_TWILIO_AUTH_TOKEN": fake.auth_token,
-        "GOVCLOCK_TWILIO_FROM": "+15005550006",
+        "GOVCLOCK_TWILIO_FROM": TWILIO_FROM,
         "GOVCLOCK_TWILIO_BASE_URL": fake.base_url,
         "GOVCLOCK_TWILIO_TIMEOUT": "5",
-        "GOVCLOCK_PARTITIONS": "2",
     }
+
+
+def notifier_env(directory: Path, fake: FakeTwilio, roster: str | None = None) -> dict[str, str]:
+    """Write ``roster`` (default :func:`roster_yaml`) and :data:`POLICY_YAML` into
+    ``directory``; the settings that run the notifier with them through the fake Twilio."""
+    (directory / "roster.yaml").write_text(roster or roster_yaml(), encoding="utf-8")
+    (directory / "policy.yaml").write_text(POLICY_YAML, encoding="utf-8")
+    return {
+        "GOVCLOCK_ROSTER_FILE": str(directory / "roster.yaml"),
+        "GOVCLOCK_POLICY_FILE": str(directory / "policy.yaml"),
+        **twilio_env(fake),
+    }
+
+
+@pytest.fixture
+def monitor(tmp_path: Path, fake: FakeTwilio) -> Iterator[TwilioMonitor]:
+    env = {**notifier_env(tmp_path, fake), "GOVCLOCK_PARTITIONS": "2"}
     mon = TwilioMonitor(tmp_path / "var", tmp_path, env, name="escalation")
     try:
         yield mon

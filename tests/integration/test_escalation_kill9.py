@@ -40,15 +40,14 @@ from tests.fake_twilio import FakeTwilio
 from tests.integration.test_escalation import (  # noqa: F401 (fixture)
     EO,
     LI,
-    POLICY_YAML,
     REPEAT_S,
     UNIT,
     TwilioMonitor,
     ack,
     escalation,
     fake,
+    notifier_env,
     repeat_no,
-    roster_yaml,
     sms,
 )
 from tests.integration.test_monitor import effects, incident, read_topic, request, wait_for
@@ -75,18 +74,7 @@ class SamePortMonitor(TwilioMonitor):
 
 @pytest.fixture
 def kill_monitor(tmp_path: Path, fake: FakeTwilio) -> Iterator[SamePortMonitor]:  # noqa: F811
-    (tmp_path / "roster.yaml").write_text(roster_yaml(), encoding="utf-8")
-    (tmp_path / "policy.yaml").write_text(POLICY_YAML, encoding="utf-8")
-    env = {
-        "GOVCLOCK_ROSTER_FILE": str(tmp_path / "roster.yaml"),
-        "GOVCLOCK_POLICY_FILE": str(tmp_path / "policy.yaml"),
-        "GOVCLOCK_TWILIO_ACCOUNT_SID": fake.account_sid,
-        "GOVCLOCK_TWILIO_AUTH_TOKEN": fake.auth_token,
-        "GOVCLOCK_TWILIO_FROM": "+15005550006",
-        "GOVCLOCK_TWILIO_BASE_URL": fake.base_url,
-        "GOVCLOCK_TWILIO_TIMEOUT": "5",
-        "GOVCLOCK_PARTITIONS": "2",
-    }
+    env = {**notifier_env(tmp_path, fake), "GOVCLOCK_PARTITIONS": "2"}
     mon = SamePortMonitor(tmp_path / "var", tmp_path, env, name="kill9")
     try:
         yield mon

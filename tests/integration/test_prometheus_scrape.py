@@ -53,6 +53,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from dashboards.catalog import exposed
 from streams.topics import DEAD_LETTERS, EVENTS
 from tests.fake_twilio import FakeTwilio
+from tests.integration.test_escalation import fake, twilio_env  # noqa: F401 (fixture)
 from tests.integration.test_monitor import Monitor, read_topic, request
 from tests.panel_queries import Target, selectors, targets
 from tests.promserver import (
@@ -89,23 +90,11 @@ class NotifyingMonitor(Monitor):
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeTwilio]:
-    with FakeTwilio() as f:
-        yield f
-
-
-@pytest.fixture
-def monitor(tmp_path: Path, fake: FakeTwilio) -> Iterator[NotifyingMonitor]:
+def monitor(tmp_path: Path, fake: FakeTwilio) -> Iterator[NotifyingMonitor]:  # noqa: F811
     """``govclock run`` with the history's roster and policy, SMS by the fake Twilio."""
     workdir = tmp_path / "scraped"
     workdir.mkdir()
-    env = {
-        "GOVCLOCK_TWILIO_ACCOUNT_SID": fake.account_sid,
-        "GOVCLOCK_TWILIO_AUTH_TOKEN": fake.auth_token,
-        "GOVCLOCK_TWILIO_FROM": "+15005550006",
-        "GOVCLOCK_TWILIO_BASE_URL": fake.base_url,
-        "GOVCLOCK_TWILIO_TIMEOUT": "5",
-    }
+    env = twilio_env(fake)
     variables = {"roster.yaml": "GOVCLOCK_ROSTER_FILE", "policy.yaml": "GOVCLOCK_POLICY_FILE"}
     for name, text in load(HISTORY).files(time.time()).items():
         (workdir / name).write_text(text, encoding="utf-8")
@@ -316,7 +305,7 @@ def check_series(
     return problems, lines
 
 
-def check_twilio(fake: FakeTwilio) -> tuple[list[str], str]:
+def check_twilio(fake: FakeTwilio) -> tuple[list[str], str]:  # noqa: F811
     """What the fake Twilio saw: the undelivered report answered and followed by the same
     text to someone else (the fallback), every status callback answered 204."""
     messages = list(fake.messages.values())
@@ -378,7 +367,9 @@ def check_alert_rules(prom: Prometheus, end: float) -> tuple[list[str], list[str
 
 @pytest.mark.timeout(150)
 def test_every_dashboard_panel_has_data_in_a_real_prometheus(
-    monitor: NotifyingMonitor, fake: FakeTwilio, tmp_path: Path
+    monitor: NotifyingMonitor,
+    fake: FakeTwilio,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     binary = require_prometheus()
     history: History = load(HISTORY)

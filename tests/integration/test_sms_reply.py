@@ -38,12 +38,13 @@ from tests.fake_twilio import FakeTwilio
 from tests.integration.test_escalation import (  # noqa: F401 (fixture)
     EO,
     LI,
-    POLICY_YAML,
     REPEAT_S,
+    TWILIO_FROM,
     UNIT,
     TwilioMonitor,
     escalation,
     fake,
+    notifier_env,
     repeat_no,
     roster_yaml,
     sms,
@@ -54,23 +55,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 LI_HK = "+85291234567"  # li's number here: Hong Kong, where two-way SMS works
 STRANGER = "+14155550199"
-TWILIO_NUMBER = "+15005550006"
 
 
 @pytest.fixture
 def hk_monitor(tmp_path: Path, fake: FakeTwilio) -> Iterator[TwilioMonitor]:  # noqa: F811
-    (tmp_path / "roster.yaml").write_text(roster_yaml().replace(LI, LI_HK), encoding="utf-8")
-    (tmp_path / "policy.yaml").write_text(POLICY_YAML, encoding="utf-8")
-    env = {
-        "GOVCLOCK_ROSTER_FILE": str(tmp_path / "roster.yaml"),
-        "GOVCLOCK_POLICY_FILE": str(tmp_path / "policy.yaml"),
-        "GOVCLOCK_TWILIO_ACCOUNT_SID": fake.account_sid,
-        "GOVCLOCK_TWILIO_AUTH_TOKEN": fake.auth_token,
-        "GOVCLOCK_TWILIO_FROM": TWILIO_NUMBER,
-        "GOVCLOCK_TWILIO_BASE_URL": fake.base_url,
-        "GOVCLOCK_TWILIO_TIMEOUT": "5",
-        "GOVCLOCK_PARTITIONS": "2",
-    }
+    roster = roster_yaml().replace(LI, LI_HK)
+    env = {**notifier_env(tmp_path, fake, roster), "GOVCLOCK_PARTITIONS": "2"}
     mon = TwilioMonitor(tmp_path / "var", tmp_path, env, name="sms-reply")
     try:
         yield mon
@@ -95,7 +85,7 @@ def reply(
         "SmsMessageSid": sid or f"SM{uuid.uuid4().hex}",
         "NumMedia": "0",
         "From": sender,
-        "To": TWILIO_NUMBER,
+        "To": TWILIO_FROM,
         "Body": body,
         "NumSegments": "1",
         "MessageSid": sid or f"SM{uuid.uuid4().hex}",
