@@ -39,6 +39,7 @@ from tests.integration.test_escalation import (  # noqa: F401 (fixtures)
     fake,
     monitor,
     notifier_env,
+    page_recorded,
     repeat_no,
     sms,
 )
@@ -326,6 +327,7 @@ def _forwarding(workers: list[TwilioMonitor], fake: FakeTwilio) -> None:  # noqa
     )
     assert status == 202, body
     wait_for("li's second breach SMS", lambda: [m for m in sms(fake) if iid2 in m["body"]], 30)
+    wait_for("the page recorded as sent", lambda: page_recorded(ledger_worker, oid2, "li"), 10)
     t_reply = time.monotonic()
     status, _, twiml = sms_reply(notifier_worker, fake.auth_token, LI, "确认")
     answered = time.monotonic() - t_reply

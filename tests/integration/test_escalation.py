@@ -153,6 +153,13 @@ def escalation(mon: Monitor, oid: str) -> dict[str, Any]:
     return result
 
 
+def page_recorded(mon: Monitor, oid: str, person: str) -> bool:
+    """The notifier has recorded a send to ``person`` for ``oid`` (the fake Twilio can hold
+    the message a moment before the state says it went: only then can a reply find it)."""
+    messages = escalation(mon, oid)["messages"]
+    return any(m["person"] == person and m["status"] != "pending" for m in messages)
+
+
 def ack(mon: Monitor, oid: str, body: dict[str, Any]) -> tuple[int, Any]:
     return request(
         mon.port,

@@ -45,6 +45,7 @@ from tests.integration.test_escalation import (  # noqa: F401 (fixture)
     escalation,
     fake,
     notifier_env,
+    page_recorded,
     repeat_no,
     roster_yaml,
     sms,
@@ -150,6 +151,7 @@ def test_an_sms_reply_acknowledges_the_latest_page_and_stops_the_repeats(
     # li, not an acknowledgement: a hint
     assert message_of(reply(mon, token, LI_HK, "好的")[2]) == REPLY_HELP
     assert escalation(mon, oid)["stage"] == "breached"
+    wait_for("li's page recorded as sent", lambda: page_recorded(mon, oid, "li"), 10)
 
     # li: 确认
     sid = f"SM{uuid.uuid4().hex}"
