@@ -11,6 +11,7 @@ obligation id. A bad record goes to the dead-letter topic; the agent carries on.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from faust.types import TP
@@ -18,7 +19,7 @@ from faust.types import TP
 from agents.ingest import dead_letter
 from streams.app import in_partition
 from streams.runtime import RecordError, effect_record
-from streams.topics import SUBJECT_EVENTS
+from streams.topics import NOTIFICATIONS, SUBJECT_EVENTS
 
 if TYPE_CHECKING:
     from streams.app import Context
@@ -56,36 +57,43 @@ def register(ctx: Context) -> None:
                 if rows:
                     with in_partition(events[-1]):
                         ctx.table.write_rows(partition, rows)
-                emitted = ctx.emitted
-                windows = {}  # obligation id -> (start, due), for the time-to-fulfil ratio
-                if any(fx.kind in FULFILLED for fx in effects):
-                    windows = {
-                        ob.id: (ob.start, ob.due_at)
-                        for subject in worker.changed_subjects
-                        for ob in subject.obligations or ()
-                    }
-                late_known, worker.late_known = worker.late_known, set()
-                for fx in effects:
-                    ctx.count(f"effects_{fx.kind}")
-                    if emitted is not None and fx.key in emitted:
-                        ctx.count("effects_already_emitted")
-                        continue  # re-derived after a restart: counted the first time
-                    ctx.metrics.observe_effect(
-                        fx, windows.get(fx.obligation_id), timely=fx.key not in late_known
-                    )
-                    ctx.notifications.send_soon(
-                        key=fx.obligation_id.encode(),
-                        value=effect_record(fx),
-                        partition=partition,
-                        callback=remember(fx.key),
-                    )
+                if effects:
+                    await emit(partition, effects)
 
-    def remember(key: str) -> Any:
-        """Record an effect as emitted once the broker has acknowledged it."""
+    async def emit(partition: int, effects: list[Any]) -> None:
+        """Count ``effects`` and send those not emitted before to the notifications topic
+        (one record each, keyed by obligation id), as a few produce batches; their keys
+        are recorded as emitted once the broker has acknowledged them."""
+        windows = {}  # obligation id -> (start, due), for the time-to-fulfil ratio
+        if any(fx.kind in FULFILLED for fx in effects):
+            windows = {
+                ob.id: (ob.start, ob.due_at)
+                for subject in worker.changed_subjects
+                for ob in subject.obligations or ()
+            }
+        late_known, worker.late_known = worker.late_known, set()
+        for kind, n in Counter(fx.kind for fx in effects).items():
+            ctx.count(f"effects_{kind}", n)
+        emitted = ctx.emitted
+        if emitted is not None:
+            seen = emitted.known([fx.key for fx in effects])
+            if seen:
+                ctx.count("effects_already_emitted", len(seen))
+                effects = [fx for fx in effects if fx.key not in seen]
+        ctx.metrics.observe_effects(effects, windows, late_known)
+        records = [(fx.obligation_id.encode(), effect_record(fx)) for fx in effects]
+        keys = [fx.key for fx in effects]
+        start = 0
+        for future, count in await ctx.publish(NOTIFICATIONS, partition, records):
+            future.add_done_callback(remember(keys[start : start + count]))
+            start += count
+
+    def remember(keys: list[str]) -> Any:
+        """Record effects as emitted once the broker has acknowledged them."""
 
         def on_sent(fut: Any) -> None:
             if ctx.emitted is not None and not fut.cancelled() and fut.exception() is None:
-                ctx.emitted.add(key)
+                ctx.emitted.add_many(keys)
 
         return on_sent
 

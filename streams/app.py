@@ -6,9 +6,10 @@ so tests and ``govclock run`` each make their own.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from streams.emitted import EmittedKeys
 from streams.journal import Journal
 from streams.metrics import LedgerCollector, Metrics
 from streams.notifier import NotifierService
+from streams.publish import aiokafka_producer, publish_batches
 from streams.runtime import Worker
 from streams.settings import Settings
 from streams.sources import Source, load_sources
@@ -92,6 +94,13 @@ class Context:
         """The ledger has applied the partition's records up to its end at assignment."""
         target = self.catchup_targets.get(partition, 0)
         return self.applied_offsets.get(partition, 0) >= target
+
+    async def publish(
+        self, topic: str, partition: int, records: Sequence[tuple[bytes, bytes]]
+    ) -> list[tuple[asyncio.Future[Any], int]]:
+        """Send many (key, value) records to one partition as a few produce batches
+        (:mod:`streams.publish`); returns each batch's future and record count."""
+        return await publish_batches(aiokafka_producer(self.app), topic, partition, records)
 
     def count(self, name: str, n: int = 1) -> None:
         self.stats[name] = self.stats.get(name, 0) + n

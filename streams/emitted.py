@@ -10,9 +10,10 @@ broker makes stale. Consumers of the notifications topic should still deduplicat
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
-from rocksdict import Rdict
+from rocksdict import Rdict, WriteBatch
 
 
 class EmittedKeys:
@@ -23,8 +24,22 @@ class EmittedKeys:
     def __contains__(self, key: str) -> bool:
         return key.encode() in self._db
 
+    def known(self, keys: list[str]) -> set[str]:
+        """Those of ``keys`` emitted before (one multi-get)."""
+        if not keys:
+            return set()
+        found: list[bytes | None] = list(self._db.get([k.encode() for k in keys]) or ())
+        return {k for k, v in zip(keys, found, strict=True) if v is not None}
+
     def add(self, key: str) -> None:
         self._db[key.encode()] = b"1"
+
+    def add_many(self, keys: Iterable[str]) -> None:
+        """Record ``keys`` as emitted, in one write."""
+        batch = WriteBatch()
+        for key in keys:
+            batch.put(key.encode(), b"1")
+        self._db.write(batch)
 
     def close(self) -> None:
         self._db.close()

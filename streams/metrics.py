@@ -13,7 +13,8 @@ Counters and histograms are fed by the agents as things happen; the state of the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections import Counter as CounterOf
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -54,6 +55,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self._prepared: set[tuple[str, str]] = set()  # (rule, unit) pairs created at 0
         self.events_ingested = Counter(
             f"{PREFIX}_events_ingested_total",
             "Events accepted by ingest, by event type.",
@@ -173,7 +175,11 @@ class Metrics:
     def prepare_obligation_series(self, pairs: Iterable[tuple[str, str]]) -> None:
         """Create the breach and fulfilment counters of each (rule, unit) at 0, so the first
         breach of a pair is an increase that ``increase()`` and the alerts can see."""
-        for rule, unit in pairs:
+        for pair in pairs:
+            if pair in self._prepared:
+                continue
+            self._prepared.add(pair)
+            rule, unit = pair
             self.breaches.labels(rule, unit)
             for outcome in ("met", "late", "unverifiable"):
                 self.fulfilments.labels(rule, unit, outcome)
@@ -181,24 +187,51 @@ class Metrics:
     def observe_effect(
         self, effect: Any, window: tuple[int, int] | None = None, *, timely: bool = True
     ) -> None:
-        """Count one ledger effect (a :class:`deadlines.ledger.Effect`); ``window`` is its
-        obligation's (start, deadline), for the time-to-fulfil ratio of met and late;
-        ``timely=False`` for a breach the sweeper could not have seen sooner (its trigger
-        arrived after the deadline, or the monitor was down): no detection delay then."""
-        self.effects.labels(effect.kind, effect.rule_id).inc()
-        if effect.kind == "opened":
-            self.prepare_obligation_series([(effect.rule_id, effect.unit)])
-        elif effect.kind == "breached":
-            self.breaches.labels(effect.rule_id, effect.unit).inc()
-            if effect.detected_at is not None and timely:
-                self.detection_delay.observe(max(0, effect.detected_at - effect.due_at - 1))
-        elif effect.kind in ("met", "late", "unverifiable"):
-            self.fulfilments.labels(effect.rule_id, effect.unit, effect.kind).inc()
-            if window is not None and effect.kind != "unverifiable" and window[1] > window[0]:
-                start, due = window
-                self.time_to_fulfil.labels(effect.rule_id).observe(
-                    max(0.0, (effect.at - start) / (due - start))
-                )
+        """Count one ledger effect (see :meth:`observe_effects`)."""
+        self.observe_effects(
+            [effect],
+            {effect.obligation_id: window} if window is not None else {},
+            late_known=() if timely else (effect.key,),
+        )
+
+    def observe_effects(
+        self,
+        effects: Iterable[Any],
+        windows: Mapping[str, tuple[int, int]],
+        late_known: Container[str] = frozenset(),
+    ) -> None:
+        """Count ledger effects (:class:`deadlines.ledger.Effect`), a batch at a time:
+        ``windows`` gives an obligation's (start, deadline) for the time-to-fulfil ratio of
+        met and late; a breach whose key is in ``late_known`` is one the sweeper could not
+        have seen sooner (its trigger arrived after the deadline, or the monitor was down),
+        so it has no detection delay."""
+        by_kind: CounterOf[tuple[str, str]] = CounterOf()
+        breaches: CounterOf[tuple[str, str]] = CounterOf()
+        fulfilled: CounterOf[tuple[str, str, str]] = CounterOf()
+        for effect in effects:
+            kind = effect.kind
+            by_kind[kind, effect.rule_id] += 1
+            if kind == "opened":
+                if (effect.rule_id, effect.unit) not in self._prepared:
+                    self.prepare_obligation_series([(effect.rule_id, effect.unit)])
+            elif kind == "breached":
+                breaches[effect.rule_id, effect.unit] += 1
+                if effect.detected_at is not None and effect.key not in late_known:
+                    self.detection_delay.observe(max(0, effect.detected_at - effect.due_at - 1))
+            elif kind in ("met", "late", "unverifiable"):
+                fulfilled[effect.rule_id, effect.unit, kind] += 1
+                window = windows.get(effect.obligation_id)
+                if window is not None and kind != "unverifiable" and window[1] > window[0]:
+                    start, due = window
+                    self.time_to_fulfil.labels(effect.rule_id).observe(
+                        max(0.0, (effect.at - start) / (due - start))
+                    )
+        for labels, n in by_kind.items():
+            self.effects.labels(*labels).inc(n)
+        for labels, n in breaches.items():
+            self.breaches.labels(*labels).inc(n)
+        for labels3, n in fulfilled.items():
+            self.fulfilments.labels(*labels3).inc(n)
 
 
 class LedgerCollector(Collector):

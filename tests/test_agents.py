@@ -15,6 +15,7 @@ from streams.app import Context, create_app
 from streams.runtime import encode_record, partition_of
 from streams.settings import load_settings
 from streams.table import ROWS_KEY, unpack_rows
+from streams.topics import NOTIFICATIONS
 
 EVENT = {
     "event_id": "d-1",
@@ -50,6 +51,18 @@ class Sent:
 
         return send
 
+    async def publish(
+        self, topic: str, partition: int, records: list[tuple[bytes, bytes]]
+    ) -> list[tuple[asyncio.Future[None], int]]:
+        """Stands in for ``Context.publish`` (batches through the app's producer)."""
+        for key, value in records:
+            self.records.setdefault(topic, []).append(
+                {"key": key, "value": value, "partition": partition}
+            )
+        acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        acked.set_result(None)
+        return [(acked, len(records))]
+
 
 @pytest.fixture
 def sent() -> Sent:
@@ -63,7 +76,7 @@ def ctx(tmp_path: Path, sent: Sent) -> Context:
     )
     ctx = create_app(settings, "127.0.0.1:1", store="memory://", embedded=False)
     ctx.subject_events.send = sent.async_recorder("subject-events")
-    ctx.notifications.send_soon = sent.recorder("notifications")
+    ctx.publish = sent.publish  # type: ignore[method-assign]
     ctx.dead_letters.send = sent.async_recorder("dead-letters")
     ctx.table.changelog_topic = SimpleNamespace(send_soon=sent.recorder("changelog"))
     return ctx
@@ -113,7 +126,7 @@ async def test_ledger_agent_applies_records_and_keeps_the_subject(ctx: Context, 
     ob = led.get(f"online_posting_10wd:{EVENT['document_id']}")
     assert ob is not None and ob.status == "pending"
     assert ctx.stats["effects_opened"] == 1
-    (note,) = sent.records["notifications"]
+    (note,) = sent.records[NOTIFICATIONS]
     assert json.loads(note["value"])["kind"] == "opened"
     partition = partition_of(key, ctx.settings.partitions)
     rules_key = ctx.worker.rules_row_key(partition)
