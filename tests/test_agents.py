@@ -137,3 +137,28 @@ async def test_ledger_agent_applies_records_and_keeps_the_subject(ctx: Context, 
     assert ctx.table[key.encode()] == rows[0][1]  # the local store has the row too
     rules_row = json.loads(rows[1][1] or b"")
     assert list(rules_row["rules"]) == ["default/online_posting_10wd@2016-01-01"]
+
+
+async def test_ingest_routes_in_a_child_process_and_replaces_it_when_it_dies(
+    ctx: Context,
+) -> None:
+    import os
+    import signal
+
+    service = IngestService(ctx)
+    service.pool = service._start_pool()
+    raw = json.dumps(EVENT, ensure_ascii=False).encode()
+    try:
+        first = await service.route([raw, b"not json"])
+        assert first.routed == 2  # the document's subject, and the unit's note
+        assert [(index, "JSON" in why) for _, why, index in first.rejected] == [(1, True)]
+        (pid,) = service.pool._processes  # the routing process
+        assert pid != os.getpid()
+        os.kill(pid, signal.SIGKILL)
+        again = await service.route([raw])
+        # A new process routed it, with its own memory of units: the unit is noted again
+        # (harmless: noting a unit is idempotent).
+        assert again.routed == 2
+        assert list(service.pool._processes) != [pid]
+    finally:
+        service.pool.shutdown(wait=True)
