@@ -28,7 +28,10 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+import os
 import signal
+import threading
+import time
 from collections import Counter, deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -135,10 +138,19 @@ _ROUTER: Router | None = None
 
 
 def _start_router(unit_kinds: frozenset[str], partitions: int) -> None:
-    """Initialise the routing process (Ctrl-C is the parent's to handle)."""
+    """Initialise the routing process: Ctrl-C is the parent's to handle, and the process
+    ends when its parent is gone (a worker killed with SIGKILL leaves no orphan)."""
     global _ROUTER
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _ROUTER = Router(unit_kinds, partitions)
+    parent = os.getppid()
+
+    def exit_with_parent() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=exit_with_parent, name="exit-with-parent", daemon=True).start()
 
 
 def _route_in_child(raws: list[bytes]) -> RoutedBatch:

@@ -162,3 +162,39 @@ async def test_ingest_routes_in_a_child_process_and_replaces_it_when_it_dies(
         assert list(service.pool._processes) != [pid]
     finally:
         service.pool.shutdown(wait=True)
+
+
+def test_the_routing_process_ends_when_its_worker_is_killed(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import multiprocessing, os, signal\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from agents.ingest import _route_in_child, _start_router\n"
+        "if __name__ == '__main__':\n"
+        "    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn'),\n"
+        "        initializer=_start_router, initargs=(frozenset({'incident_id'}), 4))\n"
+        "    pool.submit(_route_in_child, []).result()\n"
+        "    print(next(iter(pool._processes)), flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    child = int(out.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = Path(f"/proc/{child}").exists()
+    if alive:
+        os.kill(child, 9)
+    assert not alive, "the routing process outlived its killed parent"
