@@ -50,8 +50,9 @@ from streams.app import in_partition
 from streams.channels.base import Channel, SqliteSentLog
 from streams.channels.console import ConsoleChannel
 from streams.escalation_inputs import InputError, effect_input, tick_input
-from streams.notifier import LiveNotifier, NotifierService
+from streams.notifier import LiveNotifier, NotifierService, WriteBehind
 from streams.settings import Settings, SettingsError
+from streams.table import RowsTable
 from streams.topics import (
     ESCALATION_INPUTS,
     ESCALATIONS_TABLE,
@@ -246,13 +247,17 @@ def setup(ctx: Context, *, fresh: bool) -> NotifierService | None:
     inputs = app.topic(
         ESCALATION_INPUTS, partitions=n, key_serializer="raw", value_serializer="raw"
     )
-    table = app.Table(
-        ESCALATIONS_TABLE,
-        default=None,
-        partitions=n,
-        key_type=bytes,
-        value_type=bytes,
-        use_partitioner=True,
+    table = app.tables.add(  # app.Table, with the multi-row changelog of streams.table
+        RowsTable(
+            app,
+            name=ESCALATIONS_TABLE,
+            default=None,
+            beacon=app.tables.beacon,
+            partitions=n,
+            key_type=bytes,
+            value_type=bytes,
+            use_partitioner=True,
+        )
     )
     twilio = settings.twilio_account_sid is not None
     public_url = settings.public_url.rstrip("/") if settings.public_url else None
@@ -339,6 +344,7 @@ def register(ctx: Context, service: NotifierService) -> None:
     async def feed(stream: Any) -> None:
         async for batch in stream.take_events(1000, within=0.01):
             at = int(clock())
+            by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
             for event in batch:
                 raw: bytes = event.value
                 oid = event.key.decode() if event.key else None
@@ -347,31 +353,46 @@ def register(ctx: Context, service: NotifierService) -> None:
                         value=dead_letter(raw, "notification without a key", event.message)
                     )
                     continue
-                inputs.send_soon(
-                    key=event.key,
-                    value=effect_input(raw, at),
-                    partition=escalation_partition(oid, partitions),
+                by_partition.setdefault(escalation_partition(oid, partitions), []).append(
+                    (event.key, effect_input(raw, at))
                 )
+            for partition, records in by_partition.items():
+                await ctx.publish(ESCALATION_INPUTS, partition, records)
 
     @app.agent(inputs, name="notifier")
     async def notifier(stream: Any) -> None:
         async for batch in stream.take_events(500, within=0.01):
+            by_partition: dict[int, list[Any]] = {}
             for event in batch:
-                with in_partition(event):
-                    try:
-                        reroute = await runtime.handle(table, event.message.partition, event.value)
-                    except (InputError, CodecError) as exc:
-                        ctx.count("dead_letters")
-                        await ctx.dead_letters.send(
-                            value=dead_letter(event.value, str(exc), event.message)
+                by_partition.setdefault(event.message.partition, []).append(event)
+            for partition, events in by_partition.items():
+                # States changed by these inputs go to the changelog as one record (a send
+                # flushes what is buffered first: see LiveNotifier._write_ahead).
+                store = WriteBehind(table, writer(partition, events[-1]))
+                for event in events:
+                    with in_partition(event):
+                        try:
+                            reroute = await runtime.handle(store, partition, event.value)
+                        except (InputError, CodecError) as exc:
+                            ctx.count("dead_letters")
+                            await ctx.dead_letters.send(
+                                value=dead_letter(event.value, str(exc), event.message)
+                            )
+                            continue
+                    if reroute is not None:
+                        inputs.send_soon(
+                            key=reroute.obligation_id.encode(),
+                            value=reroute.raw,
+                            partition=reroute.partition,
                         )
-                        continue
-                if reroute is not None:
-                    inputs.send_soon(
-                        key=reroute.obligation_id.encode(),
-                        value=reroute.raw,
-                        partition=reroute.partition,
-                    )
+                store.flush()
+
+    def writer(partition: int, event: Any) -> Any:
+        def write(rows: list[tuple[bytes, bytes]]) -> None:
+            with in_partition(event):  # the rocksdb store takes the partition from it
+                table.write_rows(partition, rows)
+
+        return write
 
     @app.timer(WAKE_INTERVAL, name="escalation-timer")  # type: ignore[untyped-decorator]
     async def wake() -> None:

@@ -252,12 +252,18 @@ def run_pipeline_bench(events: int, seed: int, webhooks: int = 2000) -> dict[str
                 probes = 200
                 asyncio.run(_post_due_soon(f"{base}/v1/events", probes, spread_s=20))
                 lateness = asyncio.run(_breach_lateness(bootstrap, probes, timeout_s=60))
+            except BaseException:
+                log.close()
+                tail = (data / "worker.log").read_text(errors="replace")[-3000:]
+                sys.stderr.write(f"govclock bench: the worker's log ends with:\n{tail}\n")
+                raise
             finally:
-                os.killpg(proc.pid, signal.SIGINT)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGINT)
+                    try:
+                        proc.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        os.killpg(proc.pid, signal.SIGKILL)
                 log.close()
     raw_rate = n / raw_s
     pipeline_rate = n / pipeline_s

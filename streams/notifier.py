@@ -281,6 +281,49 @@ def notify_of(state: EscalationState, sent: Sent) -> Notify:
     )
 
 
+class WriteBehind(MutableMapping[bytes, bytes]):
+    """A table seen through a buffer: writes wait in memory until :meth:`flush` hands them
+    to ``write`` in one go (one changelog record for many states, streams/table.py); reads
+    see them at once. The notifier agent uses one per partition per batch of inputs, and
+    :meth:`LiveNotifier._write_ahead` flushes before every send."""
+
+    def __init__(
+        self,
+        table: MutableMapping[bytes, Any],
+        write: Callable[[list[tuple[bytes, bytes]]], Any],
+    ) -> None:
+        self.table = table
+        self.write = write
+        self.pending: dict[bytes, bytes] = {}
+
+    def __getitem__(self, key: bytes) -> bytes:
+        if key in self.pending:
+            return self.pending[key]
+        value = self.table.get(key)
+        if value is None:
+            raise KeyError(key)
+        return bytes(value)
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self.pending[key] = value
+
+    def __delitem__(self, key: bytes) -> None:
+        raise TypeError("escalation states are never deleted")
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self.pending
+        yield from (k for k in self.table if k not in self.pending)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def flush(self) -> None:
+        """Hand the buffered writes to ``write`` (nothing if there are none)."""
+        if self.pending:
+            rows, self.pending = list(self.pending.items()), {}
+            self.write(rows)
+
+
 class LiveNotifier:
     """Escalation for the partitions one worker owns, one input at a time.
 
@@ -341,6 +384,9 @@ class LiveNotifier:
         self._open: dict[str, dict[str, OpenPage]] = {}
         self._open_people: dict[str, tuple[str, ...]] = {}  # obligation id -> its keys above
         self.restored = False
+        #: Obligations with a state in the table (of the partitions owned since the last
+        #: restore): an input about any other one needs no table read to know it has none.
+        self.known: set[str] = set()
         self.alerts: deque[NoOnCall] = deque(maxlen=1000)  # the latest, for the board
         self.stats: dict[str, int] = {}
         self._retry: dict[str, tuple[int, float]] = {}  # message key -> (attempts, due at)
@@ -354,6 +400,7 @@ class LiveNotifier:
         owned = set(owned)
         self.wakes = {p: {} for p in owned}
         self.refs.clear()
+        self.known.clear()
         self._open.clear()
         self._open_people.clear()
         self._ticks = {p: t for p, t in self._ticks.items() if p in owned}
@@ -365,6 +412,7 @@ class LiveNotifier:
             p = escalation_partition(oid, self.partitions)
             if p not in owned:
                 continue
+            self.known.add(oid)
             try:
                 state = decode_state(value)
             except CodecError as exc:
@@ -474,6 +522,8 @@ class LiveNotifier:
         return None
 
     def _load(self, store: MutableMapping[bytes, bytes], oid: str) -> EscalationState | None:
+        if self.restored and oid not in self.known:
+            return None  # most inputs open an escalation: skip a lookup that finds nothing
         raw = store.get(oid.encode())
         if raw is None:
             return None
@@ -493,11 +543,13 @@ class LiveNotifier:
     def _write(self, store: MutableMapping[bytes, bytes], state: EscalationState) -> bool:
         """``state`` into the table and the snapshot, unless the table holds it already
         (unchanged, or written ahead as it is); whether it was written."""
-        key = state.obligation_id.encode()
+        oid = state.obligation_id
+        key = oid.encode()
         data = encode_state(state)
-        if store.get(key) == data:
+        if (oid in self.known or not self.restored) and store.get(key) == data:
             return False
         store[key] = data
+        self.known.add(oid)
         if self.snapshot is not None:
             self.snapshot[key] = data
         return True
@@ -516,6 +568,8 @@ class LiveNotifier:
         time, the link's expiry) the provider's copy no longer matched: sent twice."""
         if self._write(store, state):
             self._count("states_written_ahead")
+        if isinstance(store, WriteBehind):
+            store.flush()  # queued to the changelog before the message goes out
 
     async def _effect(
         self, store: MutableMapping[bytes, bytes], partition: int, effect: Effect, now: int

@@ -44,7 +44,8 @@ from streams.escalation_inputs import (
 from streams.metrics import Metrics
 from streams.notifier import LiveNotifier, NotifierService, Reroute
 from streams.runtime import effect_record
-from streams.topics import escalation_partition
+from streams.table import ROWS_KEY, unpack_rows
+from streams.topics import ESCALATION_INPUTS, escalation_partition
 from tests.fake_twilio import twilio_signature
 
 LI, ZHANG, WANG, EO_B = "+8613900139000", "+8613800138000", "+8613700137000", "+8613300133000"
@@ -434,10 +435,17 @@ def ctx(tmp_path: Path) -> Any:
         return send_soon
 
     assert ctx.notifier is not None
-    ctx.notifier.inputs.send_soon = recorder("inputs")
-    ctx.notifier.table.send_changelog = lambda partition, key, value, *a, **k: recorder(
-        "changelog"
-    )(partition=partition, key=key, value=value)
+    ctx.notifier.inputs.send_soon = recorder("inputs")  # re-routed inputs
+    ctx.notifier.table.changelog_topic = SimpleNamespace(send_soon=recorder("changelog"))
+
+    async def publish(topic: str, partition: int, records: list[tuple[bytes, bytes]]) -> Any:
+        """Stands in for ``Context.publish`` (the feed's batches to the inputs topic)."""
+        assert topic == ESCALATION_INPUTS
+        for key, value in records:
+            recorder("inputs")(key=key, value=value, partition=partition)
+        return []
+
+    ctx.publish = publish
 
     async def dead(**kwargs: Any) -> Any:
         return recorder("dead")(**kwargs)
@@ -510,11 +518,16 @@ async def test_notifier_agent_applies_inputs_writes_the_table_and_sends(
     # the console channel (the default): li and the emergency office, numbers masked
     assert "[SMS to +86139****9000] 【政务时限】" in printed and "+86133****3000" in printed
     assert "+8613900139000" not in printed
-    changelog = ctx.sent["changelog"]
-    assert {r["key"] for r in changelog} == {FR.encode()}
-    state = decode_state(changelog[-1]["value"])
+    # multi-row changelog records (streams/table.py): one per batch, and one before each send
+    records = ctx.sent["changelog"]
+    assert {r["key"] for r in records} == {ROWS_KEY} and {r["partition"] for r in records} == {P}
+    rows = [row for r in records for row in unpack_rows(r["value"])]
+    assert {k for k, _ in rows} == {FR.encode()}
+    last = rows[-1][1]
+    assert last is not None
+    state = decode_state(last)
     assert state.stage == "breached" and [s.contact.person_id for s in state.sent] == ["li", "eo-b"]
-    assert ctx.notifier.table[FR.encode()] == changelog[-1]["value"]
+    assert ctx.notifier.table[FR.encode()] == last
     assert runtime.next_wake(P) == BREACH + 30 * MIN
     (dead,) = ctx.sent["dead"]
     assert "not valid JSON" in json.loads(dead["value"])["reason"]
@@ -522,7 +535,7 @@ async def test_notifier_agent_applies_inputs_writes_the_table_and_sends(
     from agents.notifier import Snapshot
 
     assert isinstance(runtime.snapshot, Snapshot)
-    assert runtime.snapshot.get(FR.encode()) == changelog[-1]["value"]
+    assert runtime.snapshot.get(FR.encode()) == last
 
 
 def test_the_timer_asks_for_one_tick_at_a_time_per_partition() -> None:
