@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from mode import Service
 
+from streams.bulk import bulk_consumer, commit
 from streams.runtime import RecordError, accept, partition_of
 from streams.topics import APP_ID, EVENTS
 
@@ -170,9 +171,6 @@ class IngestService(Service):
         self.consumer: Any = None
         self.backlog: dict[Any, int] = {}  # partition -> end offset at start, until reached
 
-    def _bootstrap(self) -> str:
-        return ",".join(f"{url.host}:{url.port}" for url in self.ctx.app.conf.broker)
-
     def _start_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
             max_workers=1,
@@ -182,24 +180,10 @@ class IngestService(Service):
         )
 
     async def on_start(self) -> None:
-        from aiokafka import AIOKafkaConsumer
-
-        conf = self.ctx.app.conf
         self.pool = self._start_pool()
         # Start the routing process now (its imports take ~0.5 s), not on the first event.
         asyncio.get_running_loop().run_in_executor(self.pool, _route_in_child, [])
-        self.consumer = AIOKafkaConsumer(
-            EVENTS,
-            bootstrap_servers=self._bootstrap(),
-            group_id=INGEST_GROUP,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=int(conf.broker_session_timeout * 1000),
-            # Tansu answers a JoinGroup after half the rebalance timeout (60 s by default).
-            rebalance_timeout_ms=int(conf.broker_session_timeout * 1000),
-            heartbeat_interval_ms=int(conf.broker_heartbeat_interval * 1000),
-            max_poll_records=MAX_BATCH,
-        )
+        self.consumer = bulk_consumer(self.ctx.app, EVENTS, INGEST_GROUP, MAX_BATCH)
         await self.consumer.start()  # returns once the group has given it partitions
         assigned = list(self.consumer.assignment())
         ends = await self.consumer.end_offsets(assigned) if assigned else {}
@@ -276,12 +260,7 @@ class IngestService(Service):
             self.ctx.ingest_caught_up = True
 
     async def _commit(self, offsets: dict[Any, int]) -> None:
-        from aiokafka.errors import CommitFailedError, IllegalStateError
-
-        try:
-            await self.consumer.commit(offsets)
-        except (CommitFailedError, IllegalStateError):  # rebalanced: the new owner re-reads
-            self.ctx.app.log.warning("govclock ingest: offsets not committed (rebalance)")
+        await commit(self.consumer, offsets, self.ctx.app.log, "ingest")
 
     async def process(self, records: list[tuple[bytes, Any]]) -> asyncio.Future[Any]:
         """Route ``records`` (raw value, origin message) and send the results; returns a

@@ -1,8 +1,9 @@
 """Notifier agents: ledger effects, acknowledgements and delivery reports, through the
 escalation core, to people (docs/escalation.md, "The live notifier").
 
-* **escalation-feed** reads ``govclock-notifications`` (keyed by obligation id, but in the
-  partition of the obligation's *subject*) and re-sends each effect to
+* **the escalation feed** (:class:`EffectFeed`, a bulk reader in its own consumer group)
+  reads ``govclock-notifications`` (keyed by obligation id, but in the partition of the
+  obligation's *subject*) and re-sends each effect to
   ``govclock-escalation-inputs`` in the partition of the obligation id, where acks
   (``POST /v1/obligations/{id}/ack``, :func:`streams.escalation_inputs.submit_ack`), Twilio
   delivery reports (``POST /v1/channels/twilio/status``) and ticks join it, in order.
@@ -33,20 +34,25 @@ Without a roster (``GOVCLOCK_ROSTER_FILE``) there is nobody to tell: the notifie
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import secrets
+from collections import deque
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mode import Service
 from rocksdict import Rdict
 
 from deadlines.escalation_codec import CodecError
 from govclock.escalation_files import load_escalation
 from streams.ack_links import base_url_problems, make_ack_url, parse_secrets
 from streams.app import in_partition
+from streams.bulk import bulk_consumer, commit
 from streams.channels.base import Channel, SqliteSentLog
 from streams.channels.console import ConsoleChannel
 from streams.escalation_inputs import InputError, effect_input, tick_input
@@ -54,8 +60,10 @@ from streams.notifier import LiveNotifier, NotifierService, WriteBehind
 from streams.settings import Settings, SettingsError
 from streams.table import RowsTable
 from streams.topics import (
+    APP_ID,
     ESCALATION_INPUTS,
     ESCALATIONS_TABLE,
+    NOTIFICATIONS,
     changelog_topic,
     escalation_partition,
 )
@@ -335,29 +343,90 @@ def setup(ctx: Context, *, fresh: bool) -> NotifierService | None:
     return service
 
 
+#: The escalation feed's consumer group (it reads the notifications topic in bulk).
+FEED_GROUP = f"{APP_ID}-escalation-feed"
+#: Notification records fetched per batch at most.
+FEED_BATCH = 5000
+#: Fetched batches re-sent but not yet acknowledged, at most.
+FEED_IN_FLIGHT = 4
+
+
+def rekey(
+    records: Iterable[tuple[bytes | None, bytes]], partitions: int, at: int
+) -> tuple[dict[int, list[tuple[bytes, bytes]]], list[int]]:
+    """Notification records (key, value) as escalation inputs by escalation partition, in
+    order; and the indexes of those without a key (an obligation id), which cannot go on."""
+    out: dict[int, list[tuple[bytes, bytes]]] = {}
+    keyless: list[int] = []
+    for i, (key, raw) in enumerate(records):
+        if not key:
+            keyless.append(i)
+            continue
+        partition = escalation_partition(key.decode(), partitions)
+        out.setdefault(partition, []).append((key, effect_input(raw, at)))
+    return out, keyless
+
+
+class EffectFeed(Service):
+    """The escalation feed: reads ``govclock-notifications`` in bulk (its own consumer group,
+    like ingest: Faust's per-record path would cost ~100 µs per effect, and a backlog's first
+    tick breaches thousands at once) and re-sends each effect to the escalation partition of
+    its obligation as produce batches; offsets are committed, in order, once the broker has
+    acknowledged what each fetched batch re-sent."""
+
+    def __init__(self, ctx: Context, clock: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ctx = ctx
+        self.clock = clock
+        self.consumer: Any = None
+
+    async def on_start(self) -> None:
+        self.consumer = bulk_consumer(self.ctx.app, NOTIFICATIONS, FEED_GROUP, FEED_BATCH)
+        await self.consumer.start()
+
+    async def on_stop(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
+
+    @Service.task
+    async def _consume(self) -> None:
+        in_flight: deque[tuple[asyncio.Future[Any], dict[Any, int]]] = deque()
+        while not self.should_stop:
+            fetched = await self.consumer.getmany(timeout_ms=100, max_records=FEED_BATCH)
+            if fetched:
+                msgs = [m for ms in fetched.values() for m in ms]
+                offsets = {tp: ms[-1].offset + 1 for tp, ms in fetched.items() if ms}
+                in_flight.append((await self.forward(msgs), offsets))
+            while in_flight and (in_flight[0][0].done() or len(in_flight) > FEED_IN_FLIGHT):
+                acked, done = in_flight.popleft()
+                await acked
+                await commit(self.consumer, done, self.ctx.app.log, "escalation feed")
+
+    async def forward(self, msgs: list[Any]) -> asyncio.Future[Any]:
+        """Re-send ``msgs`` (notification records) as escalation inputs; returns a future
+        that completes once the broker has acknowledged all of it."""
+        ctx = self.ctx
+        by_partition, keyless = rekey(
+            ((m.key, m.value) for m in msgs), ctx.settings.partitions, int(self.clock())
+        )
+        pending: list[Any] = []
+        for i in keyless:
+            reason = "notification without a key"
+            pending.append(
+                await ctx.dead_letters.send(value=dead_letter(msgs[i].value, reason, msgs[i]))
+            )
+        for partition, records in by_partition.items():
+            sent = await ctx.publish(ESCALATION_INPUTS, partition, records)
+            pending += [future for future, _ in sent]
+        acked: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*pending))
+        return acked
+
+
 def register(ctx: Context, service: NotifierService) -> None:
     app, runtime, inputs, table = ctx.app, service.runtime, service.inputs, service.table
-    partitions = ctx.settings.partitions
     clock = runtime.clock
 
-    @app.agent(ctx.notifications, name="escalation-feed")
-    async def feed(stream: Any) -> None:
-        async for batch in stream.take_events(1000, within=0.01):
-            at = int(clock())
-            by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
-            for event in batch:
-                raw: bytes = event.value
-                oid = event.key.decode() if event.key else None
-                if not oid:
-                    await ctx.dead_letters.send(
-                        value=dead_letter(raw, "notification without a key", event.message)
-                    )
-                    continue
-                by_partition.setdefault(escalation_partition(oid, partitions), []).append(
-                    (event.key, effect_input(raw, at))
-                )
-            for partition, records in by_partition.items():
-                await ctx.publish(ESCALATION_INPUTS, partition, records)
+    ctx.app.service(EffectFeed(ctx, clock))  # type: ignore[arg-type]  # started with the app
 
     @app.agent(inputs, name="notifier")
     async def notifier(stream: Any) -> None:

@@ -448,7 +448,10 @@ def ctx(tmp_path: Path) -> Any:
     ctx.publish = publish
 
     async def dead(**kwargs: Any) -> Any:
-        return recorder("dead")(**kwargs)
+        recorder("dead")(**kwargs)
+        acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        acked.set_result(None)  # what the broker's acknowledgement would be
+        return acked
 
     ctx.dead_letters.send = dead
     ctx.sent = sent
@@ -489,17 +492,44 @@ def test_without_a_roster_the_notifier_is_off(tmp_path: Path) -> None:
 
 
 async def test_feed_rekeys_each_notification_by_obligation_id(ctx: Any) -> None:
+    from agents.notifier import EffectFeed
+
     fx = Effect("opened", FR, "first_release_5h", "I1", "u1", T, T + 5 * HOUR, "pending", "inc")
     subject_partition = (P + 1) % N  # the ledger sends it in the subject's partition
-    async with agent(ctx, "escalation-feed").test_context() as probe:
-        await probe.put(effect_record(fx), key=FR.encode(), partition=subject_partition)
-        await probe.put(effect_record(fx), key=None, partition=0)
-    (record,) = ctx.sent["inputs"]
-    assert record["key"] == FR.encode() and record["partition"] == P
-    wrapped = json.loads(record["value"])
-    assert wrapped["effect"]["key"] == fx.key and isinstance(wrapped["at"], int)
+
+    def record(key: bytes | None, offset: int) -> Any:
+        return SimpleNamespace(
+            key=key,
+            value=effect_record(fx),
+            topic="govclock-notifications",
+            partition=subject_partition,
+            offset=offset,
+        )
+
+    feed = EffectFeed(ctx, clock=lambda: BREACH)
+    acked = await feed.forward([record(FR.encode(), 7), record(None, 8)])
+    await acked
+    (sent,) = ctx.sent["inputs"]
+    assert sent["key"] == FR.encode() and sent["partition"] == P
+    wrapped = json.loads(sent["value"])
+    assert wrapped["effect"]["key"] == fx.key and wrapped["at"] == BREACH
     (dead,) = ctx.sent["dead"]
-    assert "without a key" in json.loads(dead["value"])["reason"]
+    letter = json.loads(dead["value"])
+    assert "without a key" in letter["reason"] and letter["offset"] == 8
+
+
+def test_rekey_keeps_order_within_each_escalation_partition() -> None:
+    from agents.notifier import rekey
+
+    oids = [f"first_release_5h:I{i}" for i in range(40)]
+    records = [(oid.encode(), f'{{"n":{i}}}'.encode()) for i, oid in enumerate(oids)]
+    by_partition, keyless = rekey([*records, (None, b"{}")], N, BREACH)
+    assert keyless == [40]
+    assert sum(map(len, by_partition.values())) == 40
+    for partition, items in by_partition.items():
+        assert {escalation_partition(k.decode(), N) for k, _ in items} == {partition}
+        ns = [json.loads(v)["effect"]["n"] for _, v in items]
+        assert ns == sorted(ns)
 
 
 async def test_notifier_agent_applies_inputs_writes_the_table_and_sends(
