@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from mode import Service
 
-from streams.bulk import bulk_consumer, commit
+from streams.bulk import InFlight, bulk_consumer, commit_acknowledged
 from streams.runtime import RecordError, accept, partition_of
 from streams.topics import APP_ID, EVENTS
 
@@ -222,7 +222,7 @@ class IngestService(Service):
     async def _send_routed(self, routing: asyncio.Queue[Any]) -> None:
         """Send routed batches in fetch order without waiting for the broker between them;
         commit each batch's offsets, in order, once everything it sent is acknowledged."""
-        in_flight: deque[tuple[asyncio.Future[Any], dict[Any, int]]] = deque()
+        in_flight: InFlight = deque()
         while True:
             try:
                 routed, msgs, offsets = await asyncio.wait_for(routing.get(), timeout=0.1)
@@ -231,10 +231,10 @@ class IngestService(Service):
             else:
                 batch = await routed
                 in_flight.append((await self.send(batch, msgs), offsets))
-            while in_flight and (in_flight[0][0].done() or len(in_flight) > MAX_IN_FLIGHT):
-                acked, done = in_flight.popleft()
-                await acked
-                await self._commit(done)
+            log = self.ctx.app.log
+            for done in await commit_acknowledged(
+                self.consumer, in_flight, MAX_IN_FLIGHT, log, "ingest"
+            ):
                 self._note_progress(done)
 
     async def route(self, raws: list[bytes]) -> RoutedBatch:
@@ -258,9 +258,6 @@ class IngestService(Service):
                 del self.backlog[tp]
         if not self.backlog:
             self.ctx.ingest_caught_up = True
-
-    async def _commit(self, offsets: dict[Any, int]) -> None:
-        await commit(self.consumer, offsets, self.ctx.app.log, "ingest")
 
     async def process(self, records: list[tuple[bytes, Any]]) -> asyncio.Future[Any]:
         """Route ``records`` (raw value, origin message) and send the results; returns a

@@ -74,15 +74,14 @@ def register(ctx: Context) -> None:
         late_known, worker.late_known = worker.late_known, set()
         for kind, n in Counter(fx.kind for fx in effects).items():
             ctx.count(f"effects_{kind}", n)
-        emitted = ctx.emitted
-        if emitted is not None:
-            seen = emitted.known([fx.key for fx in effects])
-            if seen:
-                ctx.count("effects_already_emitted", len(seen))
-                effects = [fx for fx in effects if fx.key not in seen]
+        keys = [fx.key for fx in effects]
+        seen = ctx.emitted.known(keys) if ctx.emitted is not None else set()
+        if seen:
+            ctx.count("effects_already_emitted", len(seen))
+            kept = [(fx, key) for fx, key in zip(effects, keys, strict=True) if key not in seen]
+            effects, keys = [fx for fx, _ in kept], [key for _, key in kept]
         ctx.metrics.observe_effects(effects, windows, late_known)
         records = [(fx.obligation_id.encode(), effect_record(fx)) for fx in effects]
-        keys = [fx.key for fx in effects]
         start = 0
         for future, count in await ctx.publish(NOTIFICATIONS, partition, records):
             future.add_done_callback(remember(keys[start : start + count]))

@@ -52,13 +52,13 @@ from deadlines.escalation_codec import CodecError
 from govclock.escalation_files import load_escalation
 from streams.ack_links import base_url_problems, make_ack_url, parse_secrets
 from streams.app import in_partition
-from streams.bulk import bulk_consumer, commit
+from streams.bulk import InFlight, bulk_consumer, commit_acknowledged
 from streams.channels.base import Channel, SqliteSentLog
 from streams.channels.console import ConsoleChannel
 from streams.escalation_inputs import InputError, effect_input, tick_input
 from streams.notifier import LiveNotifier, NotifierService, WriteBehind
 from streams.settings import Settings, SettingsError
-from streams.table import RowsTable
+from streams.table import rows_table
 from streams.topics import (
     APP_ID,
     ESCALATION_INPUTS,
@@ -255,18 +255,7 @@ def setup(ctx: Context, *, fresh: bool) -> NotifierService | None:
     inputs = app.topic(
         ESCALATION_INPUTS, partitions=n, key_serializer="raw", value_serializer="raw"
     )
-    table = app.tables.add(  # app.Table, with the multi-row changelog of streams.table
-        RowsTable(
-            app,
-            name=ESCALATIONS_TABLE,
-            default=None,
-            beacon=app.tables.beacon,
-            partitions=n,
-            key_type=bytes,
-            value_type=bytes,
-            use_partitioner=True,
-        )
-    )
+    table = rows_table(app, ESCALATIONS_TABLE, n)  # multi-row changelog records (streams/table.py)
     twilio = settings.twilio_account_sid is not None
     public_url = settings.public_url.rstrip("/") if settings.public_url else None
 
@@ -390,17 +379,16 @@ class EffectFeed(Service):
 
     @Service.task
     async def _consume(self) -> None:
-        in_flight: deque[tuple[asyncio.Future[Any], dict[Any, int]]] = deque()
+        in_flight: InFlight = deque()
         while not self.should_stop:
             fetched = await self.consumer.getmany(timeout_ms=100, max_records=FEED_BATCH)
             if fetched:
                 msgs = [m for ms in fetched.values() for m in ms]
                 offsets = {tp: ms[-1].offset + 1 for tp, ms in fetched.items() if ms}
                 in_flight.append((await self.forward(msgs), offsets))
-            while in_flight and (in_flight[0][0].done() or len(in_flight) > FEED_IN_FLIGHT):
-                acked, done = in_flight.popleft()
-                await acked
-                await commit(self.consumer, done, self.ctx.app.log, "escalation feed")
+            await commit_acknowledged(
+                self.consumer, in_flight, FEED_IN_FLIGHT, self.ctx.app.log, "escalation feed"
+            )
 
     async def forward(self, msgs: list[Any]) -> asyncio.Future[Any]:
         """Re-send ``msgs`` (notification records) as escalation inputs; returns a future

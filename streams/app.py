@@ -29,7 +29,7 @@ from streams.publish import aiokafka_producer, publish_batches
 from streams.runtime import Worker
 from streams.settings import Settings
 from streams.sources import Source, load_sources
-from streams.table import RowsTable
+from streams.table import rows_table
 from streams.topics import (
     APP_ID,
     DEAD_LETTERS,
@@ -158,18 +158,7 @@ def create_app(
         NOTIFICATIONS, partitions=n, key_serializer="raw", value_serializer="raw"
     )
     dead_letters = app.topic(DEAD_LETTERS, partitions=1, value_serializer="raw")
-    table = app.tables.add(  # app.Table, with the multi-row changelog of streams.table
-        RowsTable(
-            app,
-            name=SUBJECTS_TABLE,
-            default=None,
-            beacon=app.tables.beacon,
-            partitions=n,
-            key_type=bytes,
-            value_type=bytes,
-            use_partitioner=True,
-        )
-    )
+    table = rows_table(app, SUBJECTS_TABLE, n)  # multi-row changelog records (streams/table.py)
     book = load_rulebook(packs_dir=settings.packs_dir, units_file=settings.units_file)
     ctx = Context(
         app=app,

@@ -4,6 +4,8 @@ their owner (agents/ingest.py, agents/notifier.py's feed)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from typing import Any
 
 
@@ -27,7 +29,27 @@ def bulk_consumer(app: Any, topic: str, group: str, max_records: int) -> Any:
     )
 
 
-async def commit(consumer: Any, offsets: dict[Any, int], log: Any, what: str) -> None:
+#: Fetched batches whose sends are not yet all acknowledged, in fetch order: (a future
+#: that completes when they are, the offsets to commit then).
+InFlight = deque[tuple["asyncio.Future[Any]", dict[Any, int]]]
+
+
+async def commit_acknowledged(
+    consumer: Any, in_flight: InFlight, limit: int, log: Any, what: str
+) -> list[dict[Any, int]]:
+    """Commit, in fetch order, the offsets of the oldest batches whose sends the broker has
+    acknowledged, waiting for the oldest while more than ``limit`` are in flight; returns
+    the offsets committed (at least once: a batch is committed only after its sends)."""
+    committed = []
+    while in_flight and (in_flight[0][0].done() or len(in_flight) > limit):
+        acked, offsets = in_flight.popleft()
+        await acked
+        await _commit(consumer, offsets, log, what)
+        committed.append(offsets)
+    return committed
+
+
+async def _commit(consumer: Any, offsets: dict[Any, int], log: Any, what: str) -> None:
     """Commit ``offsets``; after a rebalance the new owner re-reads instead (a warning)."""
     from aiokafka.errors import CommitFailedError, IllegalStateError
 

@@ -21,18 +21,12 @@ class EmittedKeys:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = Rdict(str(path))
 
-    def __contains__(self, key: str) -> bool:
-        return key.encode() in self._db
-
     def known(self, keys: list[str]) -> set[str]:
         """Those of ``keys`` emitted before (one multi-get)."""
         if not keys:
             return set()
         found: list[bytes | None] = list(self._db.get([k.encode() for k in keys]) or ())
         return {k for k, v in zip(keys, found, strict=True) if v is not None}
-
-    def add(self, key: str) -> None:
-        self._db[key.encode()] = b"1"
 
     def add_many(self, keys: Iterable[str]) -> None:
         """Record ``keys`` as emitted, in one write."""

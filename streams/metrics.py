@@ -184,16 +184,6 @@ class Metrics:
             for outcome in ("met", "late", "unverifiable"):
                 self.fulfilments.labels(rule, unit, outcome)
 
-    def observe_effect(
-        self, effect: Any, window: tuple[int, int] | None = None, *, timely: bool = True
-    ) -> None:
-        """Count one ledger effect (see :meth:`observe_effects`)."""
-        self.observe_effects(
-            [effect],
-            {effect.obligation_id: window} if window is not None else {},
-            late_known=() if timely else (effect.key,),
-        )
-
     def observe_effects(
         self,
         effects: Iterable[Any],

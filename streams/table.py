@@ -141,3 +141,20 @@ class RowsTable(faust.Table[bytes, bytes | None]):
 
     def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
         super().apply_changelog_batch(list(expand(batch)))
+
+
+def rows_table(app: faust.App, name: str, partitions: int) -> RowsTable:
+    """Declare a :class:`RowsTable` of bytes to bytes on ``app`` (as ``app.Table`` would),
+    partitioned like Kafka's default partitioner does the keys."""
+    table = RowsTable(
+        app,
+        name=name,
+        default=None,
+        beacon=app.tables.beacon,
+        partitions=partitions,
+        key_type=bytes,
+        value_type=bytes,
+        use_partitioner=True,
+    )
+    app.tables.add(table)
+    return table
