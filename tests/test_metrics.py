@@ -37,12 +37,10 @@ def test_effects_and_ledger_state_show_up_with_bounded_labels() -> None:
             "severity": "II",
         }
     )
-    for fx in ledger.apply(event):
-        metrics.observe_effect(fx)
+    metrics.observe_effects(ledger.apply(event), {})
     # Opening creates the pair's breach counter at 0, so the first breach is an increase.
     assert scrape(registry)['govclock_breaches_total{rule="first_release_5h",unit="u1"}'] == 0
-    for fx in ledger.tick(1772352000):  # 2026-03-01T16:00+08:00, past the 5 h window
-        metrics.observe_effect(fx)
+    metrics.observe_effects(ledger.tick(1772352000), {})  # 2026-03-01T16:00+08:00, past 5 h
     got = scrape(registry)
     assert got['govclock_effects_total{kind="opened",rule="first_release_5h"}'] == 1
     assert got['govclock_breaches_total{rule="first_release_5h",unit="u1"}'] == 1
@@ -76,9 +74,13 @@ def test_time_to_fulfil_is_the_fraction_of_the_window_used() -> None:
         "url": "https://example.gov.cn/p1",
     }
     for data in (incident, release):
-        for fx in ledger.apply(parse_event(data)):
-            ob = ledger.get(fx.obligation_id)
-            metrics.observe_effect(fx, (ob.start, ob.due_at) if ob else None)
+        effects = ledger.apply(parse_event(data))
+        windows = {
+            fx.obligation_id: (ob.start, ob.due_at)
+            for fx in effects
+            if (ob := ledger.get(fx.obligation_id)) is not None
+        }
+        metrics.observe_effects(effects, windows)
     got = scrape(metrics.registry)
     # met 2.5 h into the 5 h window: one sample of 0.5, in the 0.5 bucket and not below
     rule = 'rule="first_release_5h"'

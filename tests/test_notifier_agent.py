@@ -408,23 +408,30 @@ async def test_inputs_of_another_partition_are_rerouted_and_garbage_is_refused()
 # -- the Faust agents ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def ctx(tmp_path: Path) -> Any:
+def notifier_app(tmp_path: Path, **settings: Any) -> Any:
+    """The worker's app with the notifier on (the test roster and policy written to
+    ``tmp_path``), no broker (nothing is started); ``settings`` add to or override these."""
     from streams.app import create_app
     from streams.settings import load_settings
 
     (tmp_path / "roster.yaml").write_text(ROSTER_YAML, encoding="utf-8")
     (tmp_path / "policy.yaml").write_text(POLICY_YAML, encoding="utf-8")
-    settings = load_settings(
-        env_file=None,
-        data_dir=tmp_path / "var",
-        kafka_broker="127.0.0.1:1",
-        web_port=1,
-        roster_file=tmp_path / "roster.yaml",
-        policy_file=tmp_path / "policy.yaml",
-        ack_secret=ACK_SECRET,  # required with a cluster (kafka_broker)
-    )
-    ctx = create_app(settings, "127.0.0.1:1", store="memory://", embedded=False)
+    values: dict[str, Any] = {
+        "env_file": None,
+        "data_dir": tmp_path / "var",
+        "kafka_broker": "127.0.0.1:1",
+        "web_port": 1,
+        "roster_file": tmp_path / "roster.yaml",
+        "policy_file": tmp_path / "policy.yaml",
+        "ack_secret": ACK_SECRET,  # required with a cluster (kafka_broker)
+    }
+    values.update(settings)
+    return create_app(load_settings(**values), "127.0.0.1:1", store="memory://", embedded=False)
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Any:
+    ctx = notifier_app(tmp_path)
     sent: dict[str, list[dict[str, Any]]] = {}
 
     def recorder(topic: str) -> Any:

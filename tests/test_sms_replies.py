@@ -17,9 +17,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from faust.types import TP
 from prometheus_client import CollectorRegistry, generate_latest
-from test_escalation import POLICY_YAML
-from test_notifier_agent import BREACH, EO_B, LI, MIN, N, P, Rig, key_to, service
-from test_roster import ROSTER_YAML
+from test_metrics import scrape
+from test_notifier_agent import BREACH, EO_B, LI, MIN, N, P, Rig, key_to, notifier_app, service
 from twilio.request_validator import RequestValidator
 
 from streams import web
@@ -248,35 +247,15 @@ ZHANG = "+8613800138000"
 @pytest.fixture
 def twilio_ctx(tmp_path: Path) -> Any:
     """The worker's app with the notifier and Twilio on, no broker (nothing is started)."""
-    from streams.app import create_app
-    from streams.settings import load_settings
-
-    (tmp_path / "roster.yaml").write_text(ROSTER_YAML, encoding="utf-8")
-    (tmp_path / "policy.yaml").write_text(POLICY_YAML, encoding="utf-8")
-    settings = load_settings(
-        env_file=None,
-        data_dir=tmp_path / "var",
-        kafka_broker="127.0.0.1:1",
-        web_port=1,
+    return notifier_app(
+        tmp_path,
         partitions=N,
-        roster_file=tmp_path / "roster.yaml",
-        policy_file=tmp_path / "policy.yaml",
         ack_secret="sms-reply-test-ack-secret-0123456",
         twilio_account_sid="AC" + "0" * 32,
         twilio_auth_token=AUTH_TOKEN,
         twilio_from="+15005550006",
         public_url=PUBLIC,
     )
-    return create_app(settings, "127.0.0.1:1", store="memory://", embedded=False)
-
-
-def scraped(registry: Any) -> dict[str, float]:
-    out = {}
-    for line in generate_latest(registry).decode().splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            out[name] = float(value)
-    return out
 
 
 async def test_the_inbound_route_counts_every_reply_by_outcome(
@@ -284,7 +263,7 @@ async def test_the_inbound_route_counts_every_reply_by_outcome(
 ) -> None:
     ctx = twilio_ctx
     path = "/v1/channels/twilio/inbound"
-    got = scraped(ctx.metrics.registry)
+    got = scrape(ctx.metrics.registry)
     assert {o: got[f'govclock_sms_replies_total{{outcome="{o}"}}'] for o in SMS_REPLY_OUTCOMES} == {
         o: 0 for o in SMS_REPLY_OUTCOMES
     }  # every outcome from the start
@@ -332,7 +311,7 @@ async def test_the_inbound_route_counts_every_reply_by_outcome(
         assert REPLY_LINK_INVALID in (await reply(LI, f"确认 {TOKEN}", "SM7"))[1]
     assert len(acks) == 1
 
-    got = scraped(ctx.metrics.registry)
+    got = scrape(ctx.metrics.registry)
     counted = {o: got[f'govclock_sms_replies_total{{outcome="{o}"}}'] for o in SMS_REPLY_OUTCOMES}
     assert {o: n for o, n in counted.items() if n} == {
         "bad_signature": 1,

@@ -55,6 +55,25 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 PHONE: ViewportSize = {"width": 390, "height": 844}  # a common phone's CSS viewport
+
+
+def phone_context(profile: Path, executable: str) -> dict[str, Any]:
+    """Options of a persistent Chromium context that looks like a phone in Shanghai (a fresh
+    user-data-dir at ``profile``)."""
+    return {
+        "user_data_dir": str(profile),
+        "executable_path": executable,
+        "headless": True,
+        "args": CHROMIUM_FLAGS,
+        "viewport": PHONE,
+        "device_scale_factor": 3,
+        "is_mobile": True,
+        "has_touch": True,
+        "locale": "zh-CN",
+        "timezone_id": "Asia/Shanghai",
+    }
+
+
 SECRET = "browser-test-secret-0123456789abcdef"
 OB = "first_release_5h:I1"
 NOW = T + 5 * HOUR + 40 * MIN  # 40 minutes past the 15:00 deadline; li paged at 15:00, 15:30
@@ -177,16 +196,7 @@ async def test_acknowledge_in_headless_chromium_at_a_phone_viewport(
 
     async with async_playwright() as pw:
         context = await pw.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),  # a fresh user-data-dir
-            executable_path=executable,
-            headless=True,
-            args=CHROMIUM_FLAGS,
-            viewport=PHONE,
-            device_scale_factor=3,
-            is_mobile=True,
-            has_touch=True,
-            locale="zh-CN",
-            timezone_id="Asia/Shanghai",
+            **phone_context(tmp_path / "profile", executable)
         )
         try:
             page = context.pages[0] if context.pages else await context.new_page()

@@ -29,7 +29,7 @@ from streams.ack_links import ACK_PATH, TOKEN_CHARS, sms_segments, token_partiti
 from streams.broker import EmbeddedBroker
 from streams.topics import escalation_partition, subject_key
 from tests.fake_twilio import FakeTwilio
-from tests.integration.test_ack_browser import CHROMIUM_FLAGS, PHONE, chromium_path
+from tests.integration.test_ack_browser import PHONE, chromium_path, phone_context
 from tests.integration.test_escalation import (  # noqa: F401 (fixtures)
     LI,
     REPEAT_S,
@@ -135,16 +135,7 @@ def test_sms_link_opened_in_chromium_acknowledges_and_stops_the_repeats(
 
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),
-            executable_path=executable,
-            headless=True,
-            args=CHROMIUM_FLAGS,
-            viewport=PHONE,
-            device_scale_factor=3,
-            is_mobile=True,
-            has_touch=True,
-            locale="zh-CN",
-            timezone_id="Asia/Shanghai",
+            **phone_context(tmp_path / "profile", executable)
         )
         try:
             page = context.pages[0] if context.pages else context.new_page()
