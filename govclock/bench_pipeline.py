@@ -11,7 +11,12 @@ In one run, on one embedded broker:
 4. single-event webhook requests, 16 at a time, against that worker: requests per second
    (each answered only after the journal fsync and the broker's acknowledgement);
 5. 200 incidents whose windows end over the next 20 s: how late each ``breached`` record
-   reaches the notifications topic after its breach instant (due + 1 s), p50/p99/max.
+   reaches the notifications topic after its breach instant (due + 1 s), p50/p99/max;
+6. the worker's own code on the same events, in this process, with no broker: validation
+   and routing (ingest's batches of 2,000), the core, and encoding the table rows and
+   effect records. Times the machine's cores over the raw rate, that is the most any
+   number of workers could reach here, even if Kafka, rocksdb and the changelog cost
+   nothing (``compute_ceiling_ratio``).
 """
 
 from __future__ import annotations
@@ -89,6 +94,39 @@ async def _raw_consume(bootstrap: str, n: int) -> float:
     finally:
         await consumer.stop()
     return time.perf_counter() - t0
+
+
+def _compute_only(lines: list[bytes]) -> float:
+    """Seconds for the worker's code alone (no broker, no table store) over ``lines``,
+    batched as ingest batches them, with the worker's garbage-collector settings."""
+    import gc
+
+    from agents.ingest import Router
+    from govclock.calendar_files import load_calendar
+    from govclock.packs import load_rulebook
+    from streams.main import tune_gc
+    from streams.runtime import Worker, effect_record
+    from streams.settings import Settings
+
+    settings = Settings()
+    book = load_rulebook(packs_dir=settings.packs_dir, units_file=settings.units_file)
+    router = Router(book.all_ref_kinds(), PARTITIONS)
+    worker = Worker(book, load_calendar(settings.calendar_files), PARTITIONS)
+    thresholds = gc.get_threshold()
+    tune_gc()
+    t0 = time.perf_counter()
+    try:
+        for start in range(0, len(lines), 2000):
+            routed = router.route([(line, None) for line in lines[start : start + 2000]])
+            for partition, message in routed.messages():
+                effects = worker.handle(partition, None, message)
+                worker.changed(partition)
+                for fx in effects:
+                    effect_record(fx)
+        return time.perf_counter() - t0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
 def _get(url: str) -> tuple[int, dict[str, Any]]:
@@ -197,7 +235,50 @@ def _percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def run_pipeline_bench(events: int, seed: int, webhooks: int = 2000) -> dict[str, Any]:
+def _start_worker(env: dict[str, str], data: Path, i: int, port: int) -> subprocess.Popen[bytes]:
+    log = (data / f"worker-{i}.log").open("wb")
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "govclock.cli", "run"],
+            env={
+                **env,
+                "GOVCLOCK_DATA_DIR": str(data / f"worker-{i}"),
+                "GOVCLOCK_WEB_PORT": str(port),
+            },
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    finally:
+        log.close()
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _summed_stats(bases: list[str]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for base in bases:
+        for name, value in _get(f"{base}/readyz")[1].get("stats", {}).items():
+            if isinstance(value, int):
+                total[name] = total.get(name, 0) + value
+    return total
+
+
+def run_pipeline_bench(
+    events: int,
+    seed: int,
+    webhooks: int = 2000,
+    workers: int = 1,
+    probes: int = 200,
+    probe_spread_s: float = 20,
+) -> dict[str, Any]:
     lines = [json.dumps(e, ensure_ascii=False).encode() for e in Mix(seed).history(events, 365)]
     n = len(lines)
     with tempfile.TemporaryDirectory(prefix="govclock-bench-") as tmp:
@@ -205,78 +286,76 @@ def run_pipeline_bench(events: int, seed: int, webhooks: int = 2000) -> dict[str
         with EmbeddedBroker(data / "broker") as broker:
             bootstrap = broker.bootstrap
             create_topics(bootstrap, all_topic_specs(PARTITIONS))
-            port = _free_port()
             env = {
                 **os.environ,
                 "KAFKA_BROKER": bootstrap,
-                "GOVCLOCK_DATA_DIR": str(data / "worker"),
-                "GOVCLOCK_WEB_PORT": str(port),
                 "GOVCLOCK_PARTITIONS": str(PARTITIONS),
                 # Tansu is not Kafka: the embedded broker's Faust settings (docs/broker.md)
                 "BROKER_SESSION_TIMEOUT": "6.0",
                 "BROKER_HEARTBEAT_INTERVAL": "2.0",
                 "GOVCLOCK_LOG_LEVEL": "WARNING",
             }
-            log = (data / "worker.log").open("wb")
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "govclock.cli", "run"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            base = f"http://127.0.0.1:{port}"
+            ports = [_free_port() for _ in range(workers)]
+            procs = [_start_worker(env, data, i, port) for i, port in enumerate(ports)]
+            bases = [f"http://127.0.0.1:{port}" for port in ports]
             try:
-                # The worker is ready (on empty topics) before anything is produced, so the
-                # clock runs from the first record produced to the last one applied.
+                # Every worker is ready (on empty topics, partitions shared out) before
+                # anything is produced, so the clock runs from the first record produced to
+                # the last one applied.
                 deadline = time.monotonic() + 120
-                while _get(f"{base}/readyz")[0] != 200:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"worker did not become ready; see {log.name}")
+                while any(_get(f"{base}/readyz")[0] != 200 for base in bases):
+                    if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+                        raise RuntimeError("a worker did not become ready")
                     time.sleep(0.05)
                 t0 = time.perf_counter()
                 produce_s = asyncio.run(_produce(bootstrap, lines))
-                stats: dict[str, Any] = {}
+                stats: dict[str, int] = {}
                 while True:
-                    _, body = _get(f"{base}/readyz")
-                    stats = body.get("stats", {})
+                    stats = _summed_stats(bases)
                     taken = stats.get("ingested", 0) + stats.get("rejected", 0)
                     if taken >= n and stats.get("applied", 0) >= stats.get("routed", 0) > 0:
                         break
-                    if time.monotonic() > deadline + 600 or proc.poll() is not None:
+                    if time.monotonic() > deadline + 600 or any(
+                        p.poll() is not None for p in procs
+                    ):
                         raise RuntimeError(f"pipeline did not finish: {stats}")
                     time.sleep(0.05)
                 pipeline_s = time.perf_counter() - t0
+                by_worker = [_summed_stats([base]).get("applied", 0) for base in bases]
                 raw_s = asyncio.run(_raw_consume(bootstrap, n))  # the same topic, now full
-                webhook_s = asyncio.run(_webhooks(f"{base}/v1/events", webhooks))
-                probes = 200
-                asyncio.run(_post_due_soon(f"{base}/v1/events", probes, spread_s=20))
-                lateness = asyncio.run(_breach_lateness(bootstrap, probes, timeout_s=60))
+                webhook_s = asyncio.run(_webhooks(f"{bases[0]}/v1/events", webhooks))
+                url = f"{bases[0]}/v1/events"
+                asyncio.run(_post_due_soon(url, probes, spread_s=probe_spread_s))
+                lateness = asyncio.run(
+                    _breach_lateness(bootstrap, probes, timeout_s=40 + probe_spread_s)
+                )
             except BaseException:
-                log.close()
-                tail = (data / "worker.log").read_text(errors="replace")[-3000:]
-                sys.stderr.write(f"govclock bench: the worker's log ends with:\n{tail}\n")
+                for i in range(workers):
+                    tail = (data / f"worker-{i}.log").read_text(errors="replace")[-3000:]
+                    sys.stderr.write(f"govclock bench: worker {i}'s log ends with:\n{tail}\n")
                 raise
             finally:
-                if proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGINT)
-                    try:
-                        proc.wait(timeout=30)
-                    except subprocess.TimeoutExpired:
-                        os.killpg(proc.pid, signal.SIGKILL)
-                log.close()
+                for proc in procs:
+                    _stop(proc)
+    compute_s = _compute_only(lines)
     raw_rate = n / raw_s
     pipeline_rate = n / pipeline_s
+    cores = os.cpu_count() or 1
     return {
         "events": n,
         "partitions": PARTITIONS,
+        "workers": workers,
         "produce_events_per_second": round(n / produce_s),
         "raw_consume_events_per_second": round(raw_rate),
         "pipeline_events_per_second": round(pipeline_rate),
         "pipeline_to_raw_ratio": round(pipeline_rate / raw_rate, 4),
         "target_ratio": ">= 0.25",
+        "compute_only_events_per_second": round(n / compute_s),
+        "cores": cores,
+        "compute_ceiling_ratio": round(cores * n / compute_s / raw_rate, 4),
         "records_routed": stats.get("routed"),
         "records_applied": stats.get("applied"),
+        "records_applied_by_worker": by_worker,
         "effects_opened": stats.get("effects_opened"),
         "webhook_requests": webhooks,
         "webhook_requests_per_second": round(webhooks / webhook_s),

@@ -122,7 +122,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.pipeline:
         from govclock.bench_pipeline import run_pipeline_bench
 
-        result = run_pipeline_bench(events=args.events, seed=args.seed)
+        result = run_pipeline_bench(events=args.events, seed=args.seed, workers=args.workers)
         json.dump(result, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
@@ -195,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--pipeline",
         action="store_true",
         help="through the embedded broker and a worker, next to the raw consume rate",
+    )
+    p.add_argument(
+        "--workers", type=int, default=1, help="with --pipeline: worker processes on the broker"
     )
     p.set_defaults(func=cmd_bench)
 
