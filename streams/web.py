@@ -106,6 +106,17 @@ JSON_TYPES = ("application/json",)
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl")
 ACK_TIMEOUT_S = 10.0
 
+#: The paths a public proxy may expose (deploy/k8s/ingress.yaml), as ``(path, exact)``: each
+#: checks its caller (HMAC or Ghost signatures, signed links, Twilio's signature). All the
+#: other paths (the query API, escalation state, /metrics, /v1/internal/) are
+#: unauthenticated and for the cluster network only.
+PUBLIC_PATHS: tuple[tuple[str, bool], ...] = (
+    ("/v1/events", True),
+    ("/v1/hooks/", False),
+    (ACK_PATH, False),
+    ("/v1/channels/twilio/", False),
+)
+
 
 def parse_body(body: bytes, content_type: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The events of a request body and the problems, each with its line and fields."""
