@@ -42,6 +42,7 @@ import orjson
 from mode import Service
 
 from streams.bulk import InFlight, bulk_consumer, commit_acknowledged
+from streams.publish import BATCH_RECORD_BYTES, batch_records
 from streams.runtime import RecordError, accept, partition_of
 from streams.topics import APP_ID, EVENTS
 
@@ -56,9 +57,6 @@ MAX_BATCH = 5000
 MAX_IN_FLIGHT = 4
 #: Fetched batches handed to the routing process but not yet sent, at most.
 MAX_ROUTING = 3
-#: Routed records per subject-events message stop growing at about this size (Kafka's
-#: default request limit is 1 MiB; one event is at most the HTTP body limit).
-MESSAGE_BYTES = 512 * 1024
 
 
 def dead_letter(raw: bytes, reason: str, topic: str, partition: int, offset: int) -> bytes:
@@ -82,21 +80,14 @@ class RoutedBatch:
     rejected: list[tuple[bytes, str, Any]] = field(default_factory=list)  # raw, why, origin
     types: Counter[str] = field(default_factory=Counter)
 
-    def messages(self, limit: int = MESSAGE_BYTES) -> list[tuple[int, bytes]]:
+    def messages(self, limit: int = BATCH_RECORD_BYTES) -> list[tuple[int, bytes]]:
         """``{"batch": […]}`` messages, one per partition unless that would exceed about
         ``limit`` bytes; records in arrival order within each partition."""
-        out: list[tuple[int, bytes]] = []
-        for partition, items in self.items.items():
-            chunk: list[bytes] = []
-            size = 0
-            for item in items:
-                if chunk and size + len(item) > limit:
-                    out.append((partition, b'{"batch":[' + b",".join(chunk) + b"]}"))
-                    chunk, size = [], 0
-                chunk.append(item)
-                size += len(item) + 1
-            out.append((partition, b'{"batch":[' + b",".join(chunk) + b"]}"))
-        return out
+        return [
+            (partition, message)
+            for partition, items in self.items.items()
+            for message in batch_records(items, limit)
+        ]
 
     @property
     def routed(self) -> int:

@@ -96,7 +96,7 @@ class Context:
         return self.applied_offsets.get(partition, 0) >= target
 
     async def publish(
-        self, topic: str, partition: int, records: Sequence[tuple[bytes, bytes]]
+        self, topic: str, partition: int, records: Sequence[tuple[bytes | None, bytes]]
     ) -> list[tuple[asyncio.Future[Any], int]]:
         """Send many (key, value) records to one partition as a few produce batches
         (:mod:`streams.publish`); returns each batch's future and record count."""

@@ -10,6 +10,7 @@ escalation sees its inputs one at a time, in order (docs/escalation.md, "The liv
     {"delivery": {"key": "…" | null, "sid": "SM…", "status": "undelivered",
                   "error_code": 30003, "at": …}}                   a delivery report
     {"tick": 1773126301}                                           time passed (one partition)
+    {"batch": [<input>, …]}          several inputs of one partition, in order (the feed's)
 
 ``at`` is when the input happened (the ack, the report) for the audit trail; decisions use the
 notifier's clock when it applies the input. A delivery report whose message key is not known
@@ -27,6 +28,8 @@ import asyncio
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from deadlines.ledger import Effect
 from streams.topics import escalation_partition
@@ -48,6 +51,7 @@ __all__ = [
     "delivery_input",
     "effect_input",
     "obligation_of",
+    "split_inputs",
     "submit_ack",
     "submit_delivery",
     "tick_input",
@@ -180,6 +184,20 @@ def _effect(data: Any) -> Effect:
         return Effect(**{name: data[name] for name in Effect._fields if name in data})
     except TypeError as exc:
         raise InputError(f"effect: {exc}") from None
+
+
+def split_inputs(raw: bytes) -> list[bytes]:
+    """The inputs a record holds: itself, or the items of a ``{"batch": […]}`` record, in
+    order (raises :class:`InputError` for a batch that is not a list of objects)."""
+    if not raw.startswith(b'{"batch":'):
+        return [raw]
+    try:
+        items = orjson.loads(raw)["batch"]
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InputError(f"not a batch of inputs: {exc}") from None
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise InputError("not a batch of inputs: expected a list of objects")
+    return [orjson.dumps(item) for item in items]
 
 
 def decode_input(raw: bytes) -> Input:

@@ -17,9 +17,32 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+#: The size a batch record (``{"batch": […]}``, :func:`batch_records`) stays under: half the
+#: broker's default 1 MiB message limit (Kafka's and Tansu's), leaving room for the envelope.
+BATCH_RECORD_BYTES = 512 * 1024
+
+
+def batch_records(items: Sequence[bytes], limit: int = BATCH_RECORD_BYTES) -> list[bytes]:
+    """``{"batch": [item, …]}`` records holding ``items`` (each an encoded JSON value) in
+    order, each under about ``limit`` bytes (an item larger than that goes alone). The
+    subject-events and escalation-inputs topics carry such records so that a consumer pays
+    Faust's per-record cost once per batch, not once per item."""
+    out: list[bytes] = []
+    chunk: list[bytes] = []
+    size = 0
+    for item in items:
+        if chunk and size + len(item) > limit:
+            out.append(b'{"batch":[' + b",".join(chunk) + b"]}")
+            chunk, size = [], 0
+        chunk.append(item)
+        size += len(item) + 1
+    if chunk:
+        out.append(b'{"batch":[' + b",".join(chunk) + b"]}")
+    return out
+
 
 async def publish_batches(
-    producer: Any, topic: str, partition: int, records: Sequence[tuple[bytes, bytes]]
+    producer: Any, topic: str, partition: int, records: Sequence[tuple[bytes | None, bytes]]
 ) -> list[tuple[asyncio.Future[Any], int]]:
     """Send ``records`` (key, value) to ``topic``/``partition`` with ``producer`` (an
     ``AIOKafkaProducer``); returns each batch's future with the number of records it holds,

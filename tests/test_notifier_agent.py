@@ -39,10 +39,12 @@ from streams.escalation_inputs import (
     ack_input,
     delivery_input,
     effect_input,
+    split_inputs,
     tick_input,
 )
 from streams.metrics import Metrics
 from streams.notifier import LiveNotifier, NotifierService, Reroute
+from streams.publish import batch_records
 from streams.runtime import effect_record
 from streams.table import ROWS_KEY, unpack_rows
 from streams.topics import ESCALATION_INPUTS, escalation_partition
@@ -498,7 +500,7 @@ def test_without_a_roster_the_notifier_is_off(tmp_path: Path) -> None:
     assert not [a for a in ctx.app.agents.values() if "notifier" in a.name]
 
 
-async def test_feed_rekeys_each_notification_by_obligation_id(ctx: Any) -> None:
+async def test_feed_rekeys_each_notification_by_obligation_id_in_batches(ctx: Any) -> None:
     from agents.notifier import EffectFeed
 
     fx = Effect("opened", FR, "first_release_5h", "I1", "u1", T, T + 5 * HOUR, "pending", "inc")
@@ -513,13 +515,31 @@ async def test_feed_rekeys_each_notification_by_obligation_id(ctx: Any) -> None:
             offset=offset,
         )
 
+    candidates = [f"{FR}-{i}" for i in range(100)]
+    in_p = next(o for o in candidates if escalation_partition(o, N) == P)
+    same = fx._replace(obligation_id=in_p)
+    other = fx._replace(
+        obligation_id=next(o for o in candidates if escalation_partition(o, N) != P)
+    )
+
+    def of(effect: Effect, offset: int) -> Any:
+        r = record(effect.obligation_id.encode(), offset)
+        r.value = effect_record(effect)
+        return r
+
     feed = EffectFeed(ctx, clock=lambda: BREACH)
-    acked = await feed.forward([record(FR.encode(), 7), record(None, 8)])
+    acked = await feed.forward(
+        [record(FR.encode(), 7), record(None, 8), of(same, 9), of(other, 10)]
+    )
     await acked
-    (sent,) = ctx.sent["inputs"]
-    assert sent["key"] == FR.encode() and sent["partition"] == P
-    wrapped = json.loads(sent["value"])
-    assert wrapped["effect"]["key"] == fx.key and wrapped["at"] == BREACH
+    by_partition = {sent["partition"]: sent for sent in ctx.sent["inputs"]}
+    # one batch record per escalation partition, its inputs in order
+    assert len(by_partition) == len(ctx.sent["inputs"])
+    wrapped = [json.loads(item) for item in split_inputs(by_partition[P]["value"])]
+    assert [w["effect"]["obligation_id"] for w in wrapped] == [FR, in_p]
+    assert wrapped[0]["effect"]["key"] == fx.key and wrapped[0]["at"] == BREACH
+    (elsewhere,) = split_inputs(by_partition[escalation_partition(other.obligation_id, N)]["value"])
+    assert json.loads(elsewhere)["effect"]["obligation_id"] == other.obligation_id
     (dead,) = ctx.sent["dead"]
     letter = json.loads(dead["value"])
     assert "without a key" in letter["reason"] and letter["offset"] == 8
@@ -573,6 +593,27 @@ async def test_notifier_agent_applies_inputs_writes_the_table_and_sends(
 
     assert isinstance(runtime.snapshot, Snapshot)
     assert runtime.snapshot.get(FR.encode()) == last
+
+
+async def test_a_batch_of_inputs_is_applied_in_order_and_a_bad_item_alone_refused(
+    ctx: Any,
+) -> None:
+    runtime = ctx.notifier.runtime
+    runtime.clock = Clock(BREACH)
+    opened = Effect("opened", FR, "first_release_5h", "I1", "u1", T, T + 5 * HOUR, "pending", "inc")
+    breached = opened._replace(kind="breached", at=T + 5 * HOUR, status="missed", event_id=None)
+    items = [effect_input(effect_record(opened), BREACH), b'{"bogus":1}']
+    items.append(effect_input(effect_record(breached), BREACH))
+    (batch,) = batch_records(items)
+    async with agent(ctx, "notifier").test_context() as probe:
+        await probe.put(batch, key=None, partition=P)
+        await probe.put(b'{"batch":{"not":"a list"}}', key=None, partition=P)
+        await settled(lambda: len(ctx.sent.get("dead", [])) == 2)
+    state = decode_state(ctx.notifier.table[FR.encode()])
+    assert state.stage == "breached" and [s.contact.person_id for s in state.sent] == ["li", "eo-b"]
+    first, second = (json.loads(d["value"]) for d in ctx.sent["dead"])
+    assert "expected {'effect'" in first["reason"] and json.loads(first["record"]) == {"bogus": 1}
+    assert "not a batch of inputs" in second["reason"]
 
 
 def test_the_timer_asks_for_one_tick_at_a_time_per_partition() -> None:
