@@ -198,3 +198,36 @@ def test_the_routing_process_ends_when_its_worker_is_killed(tmp_path: Path) -> N
     if alive:
         os.kill(child, 9)
     assert not alive, "the routing process outlived its killed parent"
+
+
+def test_a_worker_that_routes_to_other_workers_partitions_is_still_caught_up(
+    ctx: Context,
+) -> None:
+    """On a cluster a worker routes records to partitions other workers apply, so its own
+    applied count can stay below its routed count for good. Readiness (and the sweeper,
+    which waits for it) must not hang on that: only a journal replayed into a fresh
+    embedded broker, where one worker owns every partition, is waited for by those counts.
+    (Seen with two workers on one broker: events posted to one worker just as it became
+    ready left it unready, and its partitions unswept.)"""
+    ctx.ready = ctx.ingest_caught_up = True
+    ctx.stats.update(ingested=8, routed=6, applied=3)
+    assert ctx.caught_up()
+
+
+def test_a_replayed_journal_is_through_the_pipeline_before_the_worker_is_caught_up(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(
+        env_file=None, data_dir=tmp_path, kafka_broker="127.0.0.1:1", web_port=1
+    )
+    ctx = create_app(settings, "127.0.0.1:1", store="memory://", embedded=True)
+    ctx.backlog = 8  # journaled events produced into a fresh embedded broker at start
+    ctx.ready = ctx.ingest_caught_up = True
+    ctx.stats.update(ingested=5, routed=5, applied=5)
+    assert not ctx.caught_up()  # three still to be ingested
+    ctx.stats.update(ingested=8, routed=9, applied=7)
+    assert not ctx.caught_up()  # two routed records still to be applied
+    ctx.stats.update(applied=9)
+    assert ctx.caught_up()
+    ctx.stats.update(routed=12)  # once caught up, live traffic does not undo it
+    assert ctx.caught_up()
