@@ -12,18 +12,21 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kafka import KafkaProducer
 
 from deadlines.timefmt import rfc3339
 from streams.broker import EmbeddedBroker
-from streams.topics import EVENTS, NOTIFICATIONS
+from streams.topics import EVENTS, NOTIFICATIONS, all_topic_specs, create_topics
 from tests.integration.test_monitor import (
     TANSU_AS_CLUSTER,
     Monitor,
+    document,
     effects,
     incident,
+    partition_of_subject,
     read_topic,
     wait_for,
 )
@@ -79,5 +82,60 @@ def test_restart_with_lag_applies_the_backlog_before_the_first_tick(
             if e["obligation_id"] == ob_id
         ]
         assert "met" in kinds and "breached" not in kinds, kinds
+    finally:
+        cluster.stop()
+
+
+@pytest.mark.timeout(180)
+def test_two_workers_starting_on_a_backlog_both_become_ready_and_sweep(
+    monitor_factory: Callable[..., Monitor], tmp_path: Path
+) -> None:
+    """Events wait on the topic before any worker runs; two workers start together. Each
+    routes its share of the backlog to all four partitions but applies only its own, so its
+    own counts of routed and applied records differ. Readiness once waited for them to meet,
+    and the sweeper with it: one worker stayed unready and its partitions never breached."""
+    cluster = EmbeddedBroker(tmp_path / "cluster", start_timeout=10.0).start()
+    try:
+        bootstrap = cluster.bootstrap
+        create_topics(bootstrap, all_topic_specs(4))
+        occurred = time.time() - 5 * 3600 + 25  # the 5-hour windows end in 25 s
+        incidents = [f"I-BL-{i}" for i in range(40)]
+        assert {partition_of_subject(i) for i in incidents} == {0, 1, 2, 3}
+        events = [incident(f"e-bl-{i}", iid, occurred) for i, iid in enumerate(incidents)]
+        events += [document(f"d-bl-{i}", f"D-BL-{i:03d}") for i in range(200)]
+        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        for i, event in enumerate(events):
+            producer.send(EVENTS, value=json.dumps(event).encode(), partition=i % 4)
+        producer.flush(10)
+        producer.close()
+
+        env = {"KAFKA_BROKER": bootstrap, "GOVCLOCK_PARTITIONS": "4", **TANSU_AS_CLUSTER}
+        a = monitor_factory("backlog-a", **env).start()
+        b = monitor_factory("backlog-b", **env).start()
+        try:
+
+            def split() -> list[Any] | None:
+                answers = [m.readyz() for m in (a, b)]
+                owned = [set(body["partitions"]) for _, body in answers]
+                ready = all(status == 200 for status, _ in answers)
+                return answers if ready and owned[0] | owned[1] == {0, 1, 2, 3} else None
+
+            answers = wait_for("both workers ready with the partitions split", split, 90)
+            routed = [body["stats"].get("routed", 0) for _, body in answers]
+            applied = [body["stats"].get("applied", 0) for _, body in answers]
+            print(f"\nrouted {routed}, applied {applied}")
+
+            def breached() -> list[str]:
+                missed = {
+                    o["subject_id"]
+                    for o in a.obligations(f"?rule={RULE}&status=missed")
+                    if o["subject_id"] in incidents
+                }
+                return sorted(missed) if missed == set(incidents) else []
+
+            wait_for("every incident breached, in all four partitions", breached, 60)
+        finally:  # the workers go before their broker does
+            b.cleanup()
+            a.cleanup()
     finally:
         cluster.stop()
