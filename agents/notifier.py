@@ -429,6 +429,7 @@ def register(ctx: Context, service: NotifierService) -> None:
             by_partition: dict[int, list[Any]] = {}
             for event in batch:
                 by_partition.setdefault(event.message.partition, []).append(event)
+            applied = 0  # inputs since the last yield, across records and partitions
             for partition, events in by_partition.items():
                 # States changed by these inputs go to the changelog as one record (a send
                 # flushes what is buffered first: see LiveNotifier._write_ahead).
@@ -439,8 +440,9 @@ def register(ctx: Context, service: NotifierService) -> None:
                     except InputError as exc:
                         await refuse(event.value, exc, event.message)
                         continue
-                    for n, raw in enumerate(items, 1):
-                        if n % YIELD_EVERY == 0:
+                    for raw in items:
+                        applied += 1
+                        if applied % YIELD_EVERY == 0:
                             await asyncio.sleep(0)  # let the ledger and sweeper run too
                         with in_partition(event):
                             try:

@@ -323,8 +323,8 @@ def run_pipeline_bench(
                 pipeline_s = time.perf_counter() - t0
                 by_worker = [_summed_stats([base]).get("applied", 0) for base in bases]
                 raw_s = asyncio.run(_raw_consume(bootstrap, n))  # the same topic, now full
-                webhook_s = asyncio.run(_webhooks(f"{bases[0]}/v1/events", webhooks))
                 url = f"{bases[0]}/v1/events"
+                webhook_s = asyncio.run(_webhooks(url, webhooks))
                 asyncio.run(_post_due_soon(url, probes, spread_s=probe_spread_s))
                 lateness = asyncio.run(
                     _breach_lateness(bootstrap, probes, timeout_s=40 + probe_spread_s)

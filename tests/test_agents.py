@@ -215,12 +215,8 @@ def test_a_worker_that_routes_to_other_workers_partitions_is_still_caught_up(
 
 
 def test_a_replayed_journal_is_through_the_pipeline_before_the_worker_is_caught_up(
-    tmp_path: Path,
+    ctx: Context,
 ) -> None:
-    settings = load_settings(
-        env_file=None, data_dir=tmp_path, kafka_broker="127.0.0.1:1", web_port=1
-    )
-    ctx = create_app(settings, "127.0.0.1:1", store="memory://", embedded=True)
     ctx.backlog = 8  # journaled events produced into a fresh embedded broker at start
     ctx.ready = ctx.ingest_caught_up = True
     ctx.stats.update(ingested=5, routed=5, applied=5)
