@@ -262,12 +262,23 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def _summed_stats(bases: list[str]) -> dict[str, int]:
+def _worker_stats(bases: list[str]) -> list[dict[str, int]]:
+    """Each worker's counters, read once, so totals and per-worker figures agree."""
+    return [
+        {
+            name: value
+            for name, value in _get(f"{base}/readyz")[1].get("stats", {}).items()
+            if isinstance(value, int)
+        }
+        for base in bases
+    ]
+
+
+def _summed(per_worker: list[dict[str, int]]) -> dict[str, int]:
     total: dict[str, int] = {}
-    for base in bases:
-        for name, value in _get(f"{base}/readyz")[1].get("stats", {}).items():
-            if isinstance(value, int):
-                total[name] = total.get(name, 0) + value
+    for stats in per_worker:
+        for name, value in stats.items():
+            total[name] = total.get(name, 0) + value
     return total
 
 
@@ -309,9 +320,11 @@ def run_pipeline_bench(
                     time.sleep(0.05)
                 t0 = time.perf_counter()
                 produce_s = asyncio.run(_produce(bootstrap, lines))
+                per_worker: list[dict[str, int]] = []
                 stats: dict[str, int] = {}
                 while True:
-                    stats = _summed_stats(bases)
+                    per_worker = _worker_stats(bases)
+                    stats = _summed(per_worker)
                     taken = stats.get("ingested", 0) + stats.get("rejected", 0)
                     if taken >= n and stats.get("applied", 0) >= stats.get("routed", 0) > 0:
                         break
@@ -321,7 +334,7 @@ def run_pipeline_bench(
                         raise RuntimeError(f"pipeline did not finish: {stats}")
                     time.sleep(0.05)
                 pipeline_s = time.perf_counter() - t0
-                by_worker = [_summed_stats([base]).get("applied", 0) for base in bases]
+                by_worker = [one.get("applied", 0) for one in per_worker]
                 raw_s = asyncio.run(_raw_consume(bootstrap, n))  # the same topic, now full
                 url = f"{bases[0]}/v1/events"
                 webhook_s = asyncio.run(_webhooks(url, webhooks))

@@ -28,5 +28,4 @@ def test_two_workers_apply_everything_routed_and_every_probe_breaches() -> None:
     assert result["breach_records_seen"] == result["breach_probes"] == 20
     assert len(result["records_applied_by_worker"]) == 2
     assert min(result["records_applied_by_worker"]) > 0  # both owned partitions
-    assert sum(result["records_applied_by_worker"]) == result["records_applied"]
     assert result["compute_only_events_per_second"] > 0
