@@ -70,9 +70,9 @@ from deadlines.roster import (
     EMERGENCY_OFFICE,
     Person,
     Roster,
-    describe_errors,
     mask_phone,
 )
+from deadlines.spec_errors import describe_errors
 
 __all__ = [
     "ACK_URL",

@@ -37,6 +37,7 @@ from pydantic import (
 )
 
 from deadlines.calendar import day_start
+from deadlines.spec_errors import describe_errors
 from deadlines.timefmt import CST, rfc3339
 
 __all__ = [
@@ -280,40 +281,6 @@ def parse_roster(data: object, source: str) -> RosterSpec:
         return RosterSpec.model_validate(data)
     except ValidationError as exc:
         raise RosterError(describe_errors(exc, data, source)) from None
-
-
-def describe_errors(exc: ValidationError, data: object, source: str) -> str:
-    """pydantic errors as ``file: path.to[field]: message`` lines, the path read off the data
-    (``units.jiaoyu-ju.levels.1.rotation.people[1]``; a list item with an ``id`` is named)."""
-    lines = []
-    for err in exc.errors(include_url=False):
-        loc = list(err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (misspelt?)"
-        elif err["type"] == "invalid_key" and isinstance(err.get("input"), bool):
-            loc = loc[:-1]
-            msg = f"a key reads as the YAML boolean {err['input']} (on/off/yes/no): quote it"
-        lines.append(f"{source}: {render_path(data, loc) or '(document)'}: {msg}")
-    return "\n".join(lines)
-
-
-def render_path(data: object, loc: Sequence[int | str]) -> str:
-    out = ""
-    node: Any = data
-    for part in loc:
-        if isinstance(part, str) and part.startswith("function-"):
-            continue
-        if isinstance(node, list) and isinstance(part, int):
-            out += f"[{part}]"
-            node = node[part] if 0 <= part < len(node) else None
-            if isinstance(node, dict) and isinstance(node.get("id"), str):
-                out += f" ({node['id']})"
-            continue
-        name = "from" if part == "from_" else str(part)
-        out += f".{name}" if out else name
-        node = node.get(part, node.get(name)) if isinstance(node, dict) else None
-    return out
 
 
 # ---------------------------------------------------------------------------------------

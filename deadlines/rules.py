@@ -33,6 +33,7 @@ from pydantic import (
     model_validator,
 )
 
+from deadlines.spec_errors import yaml_message
 from schemas.events import (
     EVENT_MODELS,
     REF_FIELDS,
@@ -610,7 +611,7 @@ def _describe(exc: ValidationError, data: object, source: str) -> str:
     lines = []
     rules = data.get("rules") if isinstance(data, dict) else None
     for err in exc.errors(include_url=False):
-        loc = list(err["loc"])
+        loc, msg = yaml_message(err)
         where = ""
         if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
             idx = loc[1]
@@ -619,12 +620,6 @@ def _describe(exc: ValidationError, data: object, source: str) -> str:
                 rid = rules[idx].get("id")
             where = f"rule {rid!r} (rules[{idx}])" if rid else f"rules[{idx}]"
             loc = loc[2:]
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (misspelt?)"
-        elif err["type"] == "invalid_key" and isinstance(err.get("input"), bool):
-            loc = loc[:-1]  # the key itself, shown by pydantic as 1 or 0
-            msg = f"a key reads as the YAML boolean {err['input']} (on/off/yes/no): quote it"
         field_path = ""
         for p in loc:
             if isinstance(p, int):
