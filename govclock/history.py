@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from deadlines.replay import Rejected
-from schemas.events import Event, EventError, parse_event
+from schemas.events import Event, EventError, parse_event_json
 
 
 class HistoryError(ValueError):
@@ -24,16 +23,9 @@ def read_history(
             if not raw.strip():
                 continue
             try:
-                data = json.loads(raw)
-            except (ValueError, UnicodeDecodeError) as exc:
-                reason = f"not valid JSON: {exc}"
-            else:
-                try:
-                    events.append((number, parse_event(data)))
-                    continue
-                except EventError as exc:
-                    reason = str(exc)
-            if strict:
-                raise HistoryError(f"{path}:{number}: {reason}")
-            rejected.append(Rejected(line=number, reason=reason))
+                events.append((number, parse_event_json(raw)))
+            except EventError as exc:
+                if strict:
+                    raise HistoryError(f"{path}:{number}: {exc}") from None
+                rejected.append(Rejected(line=number, reason=str(exc)))
     return events, rejected

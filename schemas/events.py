@@ -289,8 +289,12 @@ TIME_FIELD: dict[str, str] = {
 }
 
 
+#: The ``field`` of a problem with the event as a whole (not JSON, not an object).
+WHOLE = "(event)"
+
+
 class FieldError(_Model):
-    """One problem with one field, by its dotted path (``refs.incident_id``)."""
+    """One problem with one field, by its dotted path (``refs.incident_id``), or :data:`WHOLE`."""
 
     field: str
     message: str
@@ -315,7 +319,7 @@ def _field_errors(exc: ValidationError) -> list[FieldError]:
         # A DayOrInstant failure names the union member it tried ("datetime", "date").
         if len(loc) >= 2 and loc[-2] in _DAY_OR_INSTANT_FIELDS and loc[-1] in ("datetime", "date"):
             loc = loc[:-1]
-        path = ".".join(loc) or "(event)"
+        path = ".".join(loc) or WHOLE
         out.append(FieldError(field=path, message=err["msg"]))
     # One message per field: a date-or-instant failure reports once per union member.
     seen: set[str] = set()
@@ -330,7 +334,7 @@ def _field_errors(exc: ValidationError) -> list[FieldError]:
 def parse_event(data: Any) -> Event:
     """Validate one event given as a dict; raise :class:`EventError` naming the bad fields."""
     if not isinstance(data, dict):
-        raise EventError([FieldError(field="(event)", message="an event must be a JSON object")])
+        raise EventError([FieldError(field=WHOLE, message="an event must be a JSON object")])
     if "type" not in data:
         raise EventError(
             [FieldError(field="type", message="missing; one of " + ", ".join(EVENT_TYPES))]
@@ -351,13 +355,19 @@ def parse_event(data: Any) -> Event:
         raise EventError(_field_errors(exc)) from None
 
 
-def parse_event_json(text: str | bytes) -> Event:
-    """Validate one event given as JSON text."""
+def decode_event(text: str | bytes) -> tuple[Any, Event]:
+    """One event given as JSON text (a line of a history or of an NDJSON body): the decoded
+    JSON and the validated event; raise :class:`EventError` as :func:`parse_event` does."""
     try:
         data = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise EventError([FieldError(field="(event)", message=f"not valid JSON: {exc}")]) from None
-    return parse_event(data)
+        raise EventError([FieldError(field=WHOLE, message=f"not valid JSON: {exc}")]) from None
+    return data, parse_event(data)
+
+
+def parse_event_json(text: str | bytes) -> Event:
+    """Validate one event given as JSON text."""
+    return decode_event(text)[1]
 
 
 def event_time(event: Event) -> datetime | date:

@@ -48,7 +48,7 @@ from deadlines.escalation_codec import decode_state
 from deadlines.report import obligation_view
 from deadlines.roster import mask_phone
 from deadlines.rules import RuleBook
-from schemas.events import EventError, parse_event
+from schemas.events import EventError, decode_event, parse_event
 from streams.ack_links import ACK_PATH, AckError, token_partition
 from streams.ack_links import verify as verify_token
 from streams.ack_page import (
@@ -127,17 +127,7 @@ def parse_body(body: bytes, content_type: str) -> tuple[list[dict[str, Any]], li
         if not line.strip():
             continue
         try:
-            data = json.loads(line)
-        except (ValueError, UnicodeDecodeError) as exc:
-            problems.append(
-                {
-                    "line": number,
-                    "errors": [{"field": "(event)", "message": f"not valid JSON: {exc}"}],
-                }
-            )
-            continue
-        try:
-            parse_event(data)
+            data, _ = decode_event(line)
         except EventError as exc:
             problems.append({"line": number, "errors": [e.model_dump() for e in exc.errors]})
             continue

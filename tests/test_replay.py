@@ -456,7 +456,7 @@ def test_strict_makes_a_bad_line_fatal(capsys: pytest.CaptureFixture[str], messy
     out, err = capsys.readouterr()
     assert code == 2
     assert out == ""
-    assert f"{messy}:2: not valid JSON" in err
+    assert f"{messy}:2: (event): not valid JSON" in err
 
 
 def test_strict_on_the_sample_names_line_26(capsys: pytest.CaptureFixture[str]) -> None:
