@@ -346,17 +346,18 @@ YIELD_EVERY = 200
 
 def rekey(
     records: Iterable[tuple[bytes | None, bytes]], partitions: int, at: int
-) -> tuple[dict[int, list[tuple[bytes, bytes]]], list[int]]:
-    """Notification records (key, value) as escalation inputs by escalation partition, in
-    order; and the indexes of those without a key (an obligation id), which cannot go on."""
-    out: dict[int, list[tuple[bytes, bytes]]] = {}
+) -> tuple[dict[int, list[bytes]], list[int]]:
+    """Notification records (key, value) as escalation inputs by escalation partition (of
+    the key, an obligation id), in order; and the indexes of those without a key, which
+    cannot go on."""
+    out: dict[int, list[bytes]] = {}
     keyless: list[int] = []
     for i, (key, raw) in enumerate(records):
         if not key:
             keyless.append(i)
             continue
         partition = escalation_partition(key.decode(), partitions)
-        out.setdefault(partition, []).append((key, effect_input(raw, at)))
+        out.setdefault(partition, []).append(effect_input(raw, at))
     return out, keyless
 
 
@@ -407,10 +408,10 @@ class EffectFeed(Service):
             pending.append(
                 await ctx.dead_letters.send(value=dead_letter(msgs[i].value, reason, msgs[i]))
             )
-        for partition, records in by_partition.items():
+        for partition, values in by_partition.items():
             # One record per partition (under 512 KiB): the notifier agent then pays Faust's
             # per-record cost once per batch, not once per effect.
-            batches = [(None, b) for b in batch_records([value for _, value in records])]
+            batches = [(None, b) for b in batch_records(values)]
             sent = await ctx.publish(ESCALATION_INPUTS, partition, batches)
             pending += [future for future, _ in sent]
         acked: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*pending))

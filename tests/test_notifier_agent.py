@@ -549,13 +549,18 @@ def test_rekey_keeps_order_within_each_escalation_partition() -> None:
     from agents.notifier import rekey
 
     oids = [f"first_release_5h:I{i}" for i in range(40)]
-    records = [(oid.encode(), f'{{"n":{i}}}'.encode()) for i, oid in enumerate(oids)]
+    records = [
+        (oid.encode(), json.dumps({"n": i, "obligation_id": oid}).encode())
+        for i, oid in enumerate(oids)
+    ]
     by_partition, keyless = rekey([*records, (None, b"{}")], N, BREACH)
     assert keyless == [40]
     assert sum(map(len, by_partition.values())) == 40
-    for partition, items in by_partition.items():
-        assert {escalation_partition(k.decode(), N) for k, _ in items} == {partition}
-        ns = [json.loads(v)["effect"]["n"] for _, v in items]
+    assert len(by_partition) > 1
+    for partition, values in by_partition.items():
+        effects = [json.loads(v)["effect"] for v in values]
+        assert {escalation_partition(e["obligation_id"], N) for e in effects} == {partition}
+        ns = [e["n"] for e in effects]
         assert ns == sorted(ns)
 
 
