@@ -201,11 +201,12 @@ def oncall() -> dashboard.Dashboard:
         .height(8),
         stat_panel(
             "Breach → first page, p90",
-            "90th percentile, over the time range, of the time from a breach to the first "
-            "notification about it.",
+            "90th percentile, over the time range, of the time from the monitor noticing a "
+            "breach to the first notification about it (an incident reported after its "
+            "deadline counts from when it was reported, not from the deadline).",
             query(
                 "histogram_quantile(0.9, sum by (le) "
-                "(increase(govclock_due_to_first_notification_seconds_bucket[$__range])))",
+                "(increase(govclock_detected_to_first_notification_seconds_bucket[$__range])))",
                 instant=True,
             ),
             unit="s",

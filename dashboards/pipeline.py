@@ -162,18 +162,19 @@ def pipeline() -> dashboard.Dashboard:
             steps=((None, "green"), (1.0, "red")),
         ).span(8),
         timeseries_panel(
-            "Breach → first notification (rolling 1 h)",
-            "From a breach to the first notification about it: p50 and p90 per rule over the "
-            "preceding hour.",
+            "Breach noticed → first notification (rolling 1 h)",
+            "From the sweeper noticing a breach to the first notification about it accepted by "
+            "its channel: p50 and p90 per rule over the preceding hour. The monitor's own "
+            "delay: a trigger reported after its deadline counts from when it was noticed.",
             query(
                 "histogram_quantile(0.5, sum by (le, rule) "
-                "(increase(govclock_due_to_first_notification_seconds_bucket[1h])))",
+                "(increase(govclock_detected_to_first_notification_seconds_bucket[1h])))",
                 legend="p50 {{rule}}",
                 ref="A",
             ),
             query(
                 "histogram_quantile(0.9, sum by (le, rule) "
-                "(increase(govclock_due_to_first_notification_seconds_bucket[1h])))",
+                "(increase(govclock_detected_to_first_notification_seconds_bucket[1h])))",
                 legend="p90 {{rule}}",
                 ref="B",
             ),

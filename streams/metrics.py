@@ -120,6 +120,15 @@ class Metrics:
             buckets=(1, 5, 15, 60, 300, 900, 3600),
             registry=registry,
         )
+        self.detected_to_first_notification = Histogram(
+            f"{PREFIX}_detected_to_first_notification_seconds",
+            "From the sweeper's tick that noticed a breach (its detected_at, whole seconds) to "
+            "the first breach page about it being accepted by its channel: the monitor's own "
+            "paging delay, however late the trigger was reported.",
+            ["rule"],
+            buckets=(1, 2, 5, 15, 60, 300, 900),
+            registry=registry,
+        )
         self.no_on_call = Counter(
             f"{PREFIX}_no_on_call_total",
             "Pages nobody could be given (nobody on call, or every person and channel of the "

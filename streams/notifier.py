@@ -581,8 +581,15 @@ class LiveNotifier:
         self._save(store, partition, old, state)
         first = effect.kind == "breached" and any(n.kind == "breached" for n in accepted)
         if first and self.metrics is not None:
-            delay = max(0.0, self.clock() - effect.due_at)
-            self.metrics.due_to_first_notification.labels(effect.rule_id).observe(delay)
+            now_s = self.clock()
+            noticed = effect.due_at if effect.detected_at is None else effect.detected_at
+            metrics = self.metrics
+            metrics.due_to_first_notification.labels(effect.rule_id).observe(
+                max(0.0, now_s - effect.due_at)
+            )
+            metrics.detected_to_first_notification.labels(effect.rule_id).observe(
+                max(0.0, now_s - noticed)
+            )
 
     async def _ack(
         self, store: MutableMapping[bytes, bytes], partition: int, ack: AckInput, now: int

@@ -234,11 +234,34 @@ async def test_breach_failed_report_falls_back_at_once_and_an_ack_stops_the_repe
     assert got['govclock_notifications_total{channel="sms",state="acknowledged"}'] == 1
     assert got['govclock_due_to_first_notification_seconds_count{rule="first_release_5h"}'] == 1
     assert got['govclock_due_to_first_notification_seconds_sum{rule="first_release_5h"}'] == 1
+    # paged at the very tick that noticed the breach
+    detected = 'govclock_detected_to_first_notification_seconds_{}{{rule="first_release_5h"}}'
+    assert got[detected.format("count")] == 1 and got[detected.format("sum")] == 0
     assert got["govclock_escalation_wake_lag_seconds_count"] >= 1
     labels = {v for fam in rig.registry.collect() for x in fam.samples for v in x.labels.values()}
     assert labels <= {"sms", "sent", "failed", "acknowledged", "delivered", "first_release_5h"} | {
         x for x in labels if x.replace(".", "").replace("+Inf", "").isdigit() or x == "+Inf"
     }, labels  # channels, states, rules and bucket bounds: no person, number or obligation
+
+
+async def test_a_breach_reported_late_counts_its_lateness_from_the_deadline_only() -> None:
+    """An incident reported 7 h after it happened breaches at once: its first page is 7 h
+    after the deadline, but only 2 s after the monitor noticed the breach."""
+    rig = Rig()
+    due = T + 5 * HOUR
+    noticed = due + 7 * HOUR
+    opened = Effect("opened", FR, "first_release_5h", "I1", "u1", T, due, "pending", "inc")
+    breached = opened._replace(
+        kind="breached", at=due, status="missed", event_id=None, detected_at=noticed
+    )
+    await rig.effects([opened, breached], noticed + 2)
+    assert len(rig.phone.sent) == 2  # whoever is on call at 22:00, and the emergency office
+
+    got = rig.scrape()
+    rule = '{rule="first_release_5h"}'
+    assert got[f"govclock_due_to_first_notification_seconds_sum{rule}"] == 7 * HOUR + 2
+    assert got[f"govclock_detected_to_first_notification_seconds_sum{rule}"] == 2
+    assert got[f'govclock_detected_to_first_notification_seconds_bucket{{le="2.0",{rule[1:]}'] == 1
 
 
 async def test_a_restart_from_the_stored_states_loses_nothing_and_sends_nothing_twice() -> None:
