@@ -76,6 +76,8 @@ log = logging.getLogger("govclock.notifier")
 
 #: How often the timer looks for escalations that want to wake.
 WAKE_INTERVAL = 0.2
+#: How often the roster's gaps (levels with nobody on call) are checked for the gauge.
+ROSTER_CHECK_INTERVAL = 30.0
 #: Threads for channel sends (the twilio SDK blocks).
 SEND_THREADS = 4
 
@@ -423,6 +425,14 @@ def register(ctx: Context, service: NotifierService) -> None:
     clock = runtime.clock
 
     ctx.app.service(EffectFeed(ctx, clock))  # type: ignore[arg-type]  # started with the app
+
+    roster, levels = service.roster, service.roster.level_pairs()
+    ctx.metrics.set_roster_gaps(levels, roster.gaps(int(clock())))
+
+    @app.timer(ROSTER_CHECK_INTERVAL, name="roster-gaps")  # type: ignore[untyped-decorator]
+    async def roster_gaps() -> None:
+        """Who is on call changes with the clock (handoffs, overrides): look again."""
+        ctx.metrics.set_roster_gaps(levels, roster.gaps(int(clock())))
 
     @app.agent(inputs, name="notifier")
     async def notifier(stream: Any) -> None:

@@ -23,6 +23,7 @@ from dashboards.promql import UNIT, UNIT_OR_EMERGENCY_OFFICE, increase_from_zero
 
 NEXT_DUE = "govclock_obligation_next_due_timestamp_seconds" + matchers(UNIT)
 NO_ON_CALL = "govclock_no_on_call_total" + matchers(UNIT_OR_EMERGENCY_OFFICE)
+ROSTER_GAP = "govclock_roster_gap" + matchers(UNIT_OR_EMERGENCY_OFFICE)
 #: "Due in" colours: red within the hour, orange within four hours.
 DUE_SOON = ((None, "red"), (3600.0, "orange"), (4 * 3600.0, "green"))
 
@@ -231,6 +232,7 @@ def oncall() -> dashboard.Dashboard:
             sort_by="Pages to nobody",
             descending=True,
         )
+        .span(8)
         .with_transformation(
             organize(
                 ["Time"],
@@ -241,6 +243,39 @@ def oncall() -> dashboard.Dashboard:
         .override_by_name(
             *override(
                 "Pages to nobody",
+                decimals=0,
+                thresholds={
+                    "mode": "absolute",
+                    "steps": [{"color": c, "value": v} for v, c in BAD_IF_ANY],
+                },
+                custom__cellOptions={"type": "color-background"},
+            )
+        ),
+        table_panel(
+            "Nobody on call now",
+            "Each level of each roster unit (the selected units and the emergency office): "
+            "1 while nobody is on call there (a rotation not started yet, a gap between "
+            "overrides), so a page now would reach nobody; checked every 30 s. Ten minutes "
+            "of it is the GovclockRosterGap alert.",
+            query(
+                "sort_desc(max by (unit, level) (" + ROSTER_GAP + "))",
+                instant=True,
+                table=True,
+            ),
+            sort_by="Nobody on call",
+            descending=True,
+        )
+        .span(8)
+        .with_transformation(
+            organize(
+                ["Time"],
+                {"unit": "Unit", "level": "Level", "Value": "Nobody on call"},
+                ["unit", "level", "Value"],
+            )
+        )
+        .override_by_name(
+            *override(
+                "Nobody on call",
                 decimals=0,
                 thresholds={
                     "mode": "absolute",
@@ -260,6 +295,6 @@ def oncall() -> dashboard.Dashboard:
             bars=True,
             stacked=True,
             min_interval="1h",
-        ),
+        ).span(8),
     )
     return board.done()

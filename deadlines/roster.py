@@ -390,6 +390,10 @@ class Roster:
             ids = [ov.person, *(p for p in ids if p != ov.person)]
         return [self.people[p] for p in ids]
 
+    def level_pairs(self) -> list[tuple[str, int]]:
+        """Every (unit, level) the roster declares, in order."""
+        return [(u, lv) for u in sorted(self.units) for lv in range(1, self.levels(u) + 1)]
+
     def gaps(self, at_epoch: int, units: Sequence[str] | None = None) -> list[tuple[str, int]]:
         """(unit, level) pairs with nobody on call at ``at_epoch``; a unit asked about that is
         not in the roster is reported as (unit, 1)."""

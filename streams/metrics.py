@@ -136,6 +136,13 @@ class Metrics:
             ["unit"],
             registry=registry,
         )
+        self.roster_gap = Gauge(
+            f"{PREFIX}_roster_gap",
+            "1 while nobody is on call for a roster unit at a level (its rotation has not "
+            "started, a gap between overrides), else 0: a page there now would reach nobody.",
+            ["unit", "level"],
+            registry=registry,
+        )
         self.escalation_wake_lag = Histogram(
             f"{PREFIX}_escalation_wake_lag_seconds",
             "From the instant an escalation asked to wake (a repeat, the next rung, a send "
@@ -168,6 +175,14 @@ class Metrics:
                 self.notifications.labels(channel, state)
         for unit in units:
             self.no_on_call.labels(unit)
+
+    def set_roster_gaps(
+        self, levels: Iterable[tuple[str, int]], gaps: Iterable[tuple[str, int]]
+    ) -> None:
+        """The roster's ``levels`` (unit, level) now: 1 for those in ``gaps``, else 0."""
+        empty = set(gaps)
+        for unit, level in levels:
+            self.roster_gap.labels(unit, str(level)).set(1 if (unit, level) in empty else 0)
 
     def init_sms_replies(self) -> None:
         """Create every SMS-reply outcome at 0 (the inbound webhook is on: Twilio is)."""

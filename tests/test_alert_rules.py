@@ -34,6 +34,7 @@ ALERTS = {
     "GovclockSweeperStalled",
     "GovclockNotifierFailing",
     "GovclockNoOnCall",
+    "GovclockRosterGap",
     "GovclockSourceSilent",
     "GovclockNotReady",
     "GovclockCalendarAssumed",

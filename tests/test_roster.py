@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry
 
 from deadlines.roster import (
     EMERGENCY_OFFICE,
@@ -22,6 +23,8 @@ from deadlines.roster import (
     roster_from_document,
 )
 from govclock.escalation_files import load_roster
+from streams.metrics import Metrics
+from tests.test_metrics import scrape
 
 ROSTER_YAML = """
 roster: 测试值班表
@@ -210,6 +213,30 @@ def test_nobody_on_call() -> None:
     assert r.gaps(cst("2026-03-01T08:00:00")) == [(EMERGENCY_OFFICE, 1), ("u1", 1)]
     assert r.gaps(cst("2026-03-01T12:00:00")) == [("u1", 1)]
     assert r.gaps(cst("2026-03-10T12:00:00"), ["u1", "u9"]) == [("u9", 1)]
+
+
+def test_the_roster_gap_gauge_follows_the_clock() -> None:
+    r = roster()
+    assert r.level_pairs() == [
+        (EMERGENCY_OFFICE, lv) for lv in range(1, r.levels(EMERGENCY_OFFICE) + 1)
+    ] + [
+        ("u1", 1),
+        ("u1", 2),
+    ]
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    gap = 'govclock_roster_gap{{level="{}",unit="{}"}}'
+    for at, empty in (
+        ("2026-03-01T08:00:00", {(EMERGENCY_OFFICE, 1), ("u1", 1)}),
+        ("2026-03-01T12:00:00", {("u1", 1)}),
+        ("2026-03-10T12:00:00", set()),
+    ):
+        metrics.set_roster_gaps(r.level_pairs(), r.gaps(cst(at)))
+        got = scrape(registry)
+        assert {k for k, v in got.items() if k.startswith("govclock_roster_gap") and v == 1} == {
+            gap.format(lv, u) for u, lv in empty
+        }, at
+        assert sum(k.startswith("govclock_roster_gap") for k in got) == len(r.level_pairs())
 
 
 # --- masking ----------------------------------------------------------------------------------
