@@ -56,6 +56,7 @@ from streams.bulk import InFlight, bulk_consumer, commit_acknowledged
 from streams.channels.base import Channel, SqliteSentLog
 from streams.channels.console import ConsoleChannel
 from streams.escalation_inputs import InputError, effect_input, split_inputs, tick_input
+from streams.metrics import EscalationCollector
 from streams.notifier import LiveNotifier, NotifierService, WriteBehind
 from streams.publish import batch_records
 from streams.settings import Settings, SettingsError
@@ -302,6 +303,7 @@ def setup(ctx: Context, *, fresh: bool) -> NotifierService | None:
         for c in layer.get("channels") or ()
     }
     ctx.metrics.init_notifications(sorted(channels), sorted(roster.units))
+    ctx.metrics.registry.register(EscalationCollector(lambda: runtime.unacknowledged.values()))
     if twilio:  # the SMS-reply webhook answers
         ctx.metrics.init_sms_replies()
     token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None

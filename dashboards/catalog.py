@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
-from streams.metrics import LedgerCollector, Metrics
+from streams.metrics import EscalationCollector, LedgerCollector, Metrics
 
 #: Sample names Prometheus stores for each metric type (``name`` is the family name).
 _SUFFIXES = {
@@ -45,6 +45,7 @@ def exposed() -> dict[str, frozenset[str]]:
         rule=SimpleNamespace(id="r"), status="pending", unit="u", due_at=0, calendar_assumed=True
     )
     registry.register(LedgerCollector(lambda: [sample]))
+    registry.register(EscalationCollector(lambda: [("r", "u", 1)]))
     out: dict[str, frozenset[str]] = {}
     for family in registry.collect():
         names = set(labels.get(family.name, ()) or labels.get(family.name + "_total", ()))

@@ -24,6 +24,7 @@ from dashboards.promql import UNIT, UNIT_OR_EMERGENCY_OFFICE, increase_from_zero
 NEXT_DUE = "govclock_obligation_next_due_timestamp_seconds" + matchers(UNIT)
 NO_ON_CALL = "govclock_no_on_call_total" + matchers(UNIT_OR_EMERGENCY_OFFICE)
 ROSTER_GAP = "govclock_roster_gap" + matchers(UNIT_OR_EMERGENCY_OFFICE)
+UNACKNOWLEDGED = "govclock_escalations_unacknowledged" + matchers(UNIT)
 #: "Due in" colours: red within the hour, orange within four hours.
 DUE_SOON = ((None, "red"), (3600.0, "orange"), (4 * 3600.0, "green"))
 
@@ -232,7 +233,7 @@ def oncall() -> dashboard.Dashboard:
             sort_by="Pages to nobody",
             descending=True,
         )
-        .span(8)
+        .span(12)
         .with_transformation(
             organize(
                 ["Time"],
@@ -265,7 +266,7 @@ def oncall() -> dashboard.Dashboard:
             sort_by="Nobody on call",
             descending=True,
         )
-        .span(8)
+        .span(12)
         .with_transformation(
             organize(
                 ["Time"],
@@ -276,6 +277,39 @@ def oncall() -> dashboard.Dashboard:
         .override_by_name(
             *override(
                 "Nobody on call",
+                decimals=0,
+                thresholds={
+                    "mode": "absolute",
+                    "steps": [{"color": c, "value": v} for v, c in BAD_IF_ANY],
+                },
+                custom__cellOptions={"type": "color-background"},
+            )
+        ),
+        table_panel(
+            "Waiting for acknowledgement",
+            "Breached obligations whose escalation is still waiting for someone to acknowledge "
+            "(by link, reply or the board), by rule, owning unit and the rung paged now. "
+            "Repeats and the next rung follow the policy until someone does, or the "
+            "obligation is fulfilled.",
+            query(
+                "sort_desc(sum by (rule, unit, level) (" + UNACKNOWLEDGED + "))",
+                instant=True,
+                table=True,
+            ),
+            sort_by="Waiting",
+            descending=True,
+        )
+        .span(12)
+        .with_transformation(
+            organize(
+                ["Time"],
+                {"rule": "Rule", "unit": "Unit", "level": "Rung", "Value": "Waiting"},
+                ["rule", "unit", "level", "Value"],
+            )
+        )
+        .override_by_name(
+            *override(
+                "Waiting",
                 decimals=0,
                 thresholds={
                     "mode": "absolute",
@@ -295,6 +329,6 @@ def oncall() -> dashboard.Dashboard:
             bars=True,
             stacked=True,
             min_interval="1h",
-        ).span(8),
+        ),
     )
     return board.done()

@@ -8,7 +8,8 @@ never an obligation, incident or person, never a phone number. The registry is p
 
 Counters and histograms are fed by the agents as things happen; the state of the ledgers
 (open obligations, next deadlines, calendar assumptions) is read at scrape time by
-:class:`LedgerCollector`, so it is always exact.
+:class:`LedgerCollector`, and the breach pages waiting for an acknowledgement by
+:class:`EscalationCollector`, so they are always exact.
 """
 
 from __future__ import annotations
@@ -286,3 +287,22 @@ class LedgerCollector(Collector):
             "Open obligations whose deadline rests on an assumed holiday calendar.",
             value=assumed,
         )
+
+
+class EscalationCollector(Collector):
+    """Breach escalations waiting for an acknowledgement at scrape time, from the notifier's
+    index of the states of its partitions: ``(rule, unit, level)`` for each."""
+
+    def __init__(self, waiting: Callable[[], Iterable[tuple[str, str, int]]]) -> None:
+        self._waiting = waiting
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            f"{PREFIX}_escalations_unacknowledged",
+            "Breached obligations whose escalation waits for an acknowledgement, by rule, "
+            "unit and the rung (level) paged now; only non-zero label sets are exported.",
+            labels=["rule", "unit", "level"],
+        )
+        for (rule, unit, level), n in sorted(CounterOf(self._waiting()).items()):
+            family.add_metric([rule, unit, str(level)], n)
+        yield family

@@ -388,6 +388,8 @@ class LiveNotifier:
         #: restore): an input about any other one needs no table read to know it has none.
         self.known: set[str] = set()
         self.alerts: deque[NoOnCall] = deque(maxlen=1000)  # the latest, for the board
+        #: obligation id -> (rule, unit, level) of breach escalations not acknowledged
+        self.unacknowledged: dict[str, tuple[str, str, int]] = {}
         self.stats: dict[str, int] = {}
         self._retry: dict[str, tuple[int, float]] = {}  # message key -> (attempts, due at)
         self._ticks: dict[int, float] = {}  # partition -> when a tick was sent, not applied
@@ -403,6 +405,7 @@ class LiveNotifier:
         self.known.clear()
         self._open.clear()
         self._open_people.clear()
+        self.unacknowledged.clear()
         self._ticks = {p: t for p, t in self._ticks.items() if p in owned}
         count = 0
         for key, value in rows:
@@ -474,6 +477,10 @@ class LiveNotifier:
     def _index(self, partition: int, state: EscalationState) -> None:
         self.refs.add_state(state)
         self._index_pages(partition, state)
+        if state.stage == BREACHED and not state.terminal:
+            self.unacknowledged[state.obligation_id] = (state.rule_id, state.unit, state.level)
+        else:
+            self.unacknowledged.pop(state.obligation_id, None)
         wakes = self.wakes.setdefault(partition, {})
         wake = self._wake_of(state)
         if wake is None:

@@ -42,7 +42,7 @@ from streams.escalation_inputs import (
     split_inputs,
     tick_input,
 )
-from streams.metrics import Metrics
+from streams.metrics import EscalationCollector, Metrics
 from streams.notifier import LiveNotifier, NotifierService, Reroute
 from streams.publish import batch_records
 from streams.runtime import effect_record
@@ -138,6 +138,12 @@ class Rig:
             snapshot=self.snapshot,
         )
         self.ledger = Ledger(RULES, CAL)
+        self.registry.register(EscalationCollector(lambda: self.notifier.unacknowledged.values()))
+
+    def waiting(self) -> dict[str, float]:
+        """``govclock_escalations_unacknowledged`` by its labels, as scraped."""
+        prefix = "govclock_escalations_unacknowledged"
+        return {k[len(prefix) :]: v for k, v in self.scrape().items() if k.startswith(prefix + "{")}
 
     async def put(self, raw: bytes, partition: int = P) -> Reroute | None:
         return await self.notifier.handle(self.store, partition, raw)
@@ -200,6 +206,7 @@ async def test_breach_failed_report_falls_back_at_once_and_an_ack_stops_the_repe
     state = rig.state()
     assert state.stage == "breached" and {s.status for s in state.sent} == {"queued"}
     assert rig.notifier.next_wake(P) == BREACH + 30 * MIN  # the repeat
+    assert rig.waiting() == {'{level="1",rule="first_release_5h",unit="u1"}': 1}
 
     # Twilio reports li's breach page undelivered (by its SID only): zhang, in the same second
     sid = rig.phone.log.get(key_to(state, "li", "breached"))
@@ -224,6 +231,7 @@ async def test_breach_failed_report_falls_back_at_once_and_an_ack_stops_the_repe
     await rig.put(ack_input(FR, 1, "li", BREACH + 35 * MIN))
     await rig.until(T + 9 * HOUR)
     assert len(rig.phone.sent) == 7  # no repeat, no level 2
+    assert rig.waiting() == {}  # acknowledged: nothing waits
     state = rig.state()
     assert state.stage == "acknowledged" and rig.notifier.next_wake(P) is None
     assert rig.snapshot[FR.encode()] == rig.store[FR.encode()]  # the snapshot follows
@@ -277,6 +285,7 @@ async def test_a_restart_from_the_stored_states_loses_nothing_and_sends_nothing_
     again.ledger = rig.ledger
     assert again.notifier.restore([P], again.store.items()) == len(again.store)
     assert again.notifier.restored and again.notifier.next_wake(P) == wake
+    assert again.waiting() == {'{level="1",rule="first_release_5h",unit="u1"}': 1}  # restored
     # an effect already applied, delivered again (at-least-once), acts once
     breached = Effect(
         "breached", FR, "first_release_5h", "I1", "u1", T + 5 * HOUR, T + 5 * HOUR, "missed"
@@ -286,6 +295,7 @@ async def test_a_restart_from_the_stored_states_loses_nothing_and_sends_nothing_
     assert len(rig.phone.sent) == sent_before
     await again.until(BREACH + 60 * MIN)  # level 2, at its time, once
     assert rig.phone.to()[sent_before:] == [WANG]
+    assert again.waiting() == {'{level="2",rule="first_release_5h",unit="u1"}': 1}
 
     # a crash after the send but before the state was written: the input comes again to the
     # old state, the same key goes to the channel, whose sent log answers it
