@@ -101,8 +101,9 @@ def oncall() -> dashboard.Dashboard:
     board.row("What falls due next").add(
         table_panel(
             "Next deadlines",
-            "The nearest pending deadlines (each worker exports its 10 nearest; with a unit "
-            "selected, only those of them that belong to the unit). Times in Beijing time.",
+            "The 10 nearest pending deadlines of the selected units (each worker exports "
+            "every unit's 5 nearest, so a unit's next deadlines show whatever other units "
+            "have due sooner). Times in Beijing time.",
             query(f"bottomk(10, {NEXT_DUE}) * 1000", ref="A", instant=True, table=True),
             query(f"bottomk(10, {NEXT_DUE}) - time()", ref="B", instant=True, table=True),
             sort_by="Due in",

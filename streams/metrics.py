@@ -14,6 +14,7 @@ Counters and histograms are fed by the agents as things happen; the state of the
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter as CounterOf
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from typing import Any
@@ -46,9 +47,10 @@ SMS_REPLY_OUTCOMES = (
     "bad_request",  # 400 (no From, not a form) or 413
 )
 
-#: How many of the nearest deadlines ``govclock_obligation_next_due_timestamp_seconds``
-#: shows (label ``rank``), so a dashboard can list what falls due next.
-NEXT_DUE_RANKS = 10
+#: How many of each unit's nearest deadlines ``govclock_obligation_next_due_timestamp_seconds``
+#: shows (label ``rank``, within the unit), so a dashboard can list what falls due next for
+#: any selection of units.
+NEXT_DUE_RANKS = 5
 
 
 class Metrics:
@@ -258,14 +260,14 @@ class LedgerCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         by_key: dict[tuple[str, str, str], int] = {}
         assumed = 0
-        upcoming: list[tuple[int, str, str]] = []
+        upcoming: dict[str, list[tuple[int, str]]] = {}
         for ob in self._obligations():
             key = (ob.rule.id, ob.status, ob.unit)
             by_key[key] = by_key.get(key, 0) + 1
             if ob.status in ("pending", "paused", "missed") and ob.calendar_assumed:
                 assumed += 1
             if ob.status == "pending":
-                upcoming.append((ob.due_at, ob.rule.id, ob.unit))
+                upcoming.setdefault(ob.unit, []).append((ob.due_at, ob.rule.id))
         open_ = GaugeMetricFamily(
             f"{PREFIX}_obligations",
             "Obligations by rule, status and unit.",
@@ -276,11 +278,13 @@ class LedgerCollector(Collector):
         yield open_
         nearest = GaugeMetricFamily(
             f"{PREFIX}_obligation_next_due_timestamp_seconds",
-            f"The {NEXT_DUE_RANKS} nearest pending deadlines, by rank (1 = next).",
+            f"Each unit's {NEXT_DUE_RANKS} nearest pending deadlines, by rank within the "
+            "unit (1 = its next).",
             labels=["rank", "rule", "unit"],
         )
-        for rank, (due, rule, unit) in enumerate(sorted(upcoming)[:NEXT_DUE_RANKS], start=1):
-            nearest.add_metric([str(rank), rule, unit], due)
+        for unit, dues in sorted(upcoming.items()):
+            for rank, (due, rule) in enumerate(heapq.nsmallest(NEXT_DUE_RANKS, dues), start=1):
+                nearest.add_metric([str(rank), rule, unit], due)
         yield nearest
         yield GaugeMetricFamily(
             f"{PREFIX}_calendar_assumed_obligations",

@@ -9,7 +9,7 @@ from deadlines.calendar import WorkCalendar
 from deadlines.ledger import Ledger
 from govclock.packs import load_rulebook
 from schemas.events import parse_event
-from streams.metrics import LedgerCollector, Metrics
+from streams.metrics import NEXT_DUE_RANKS, LedgerCollector, Metrics
 
 
 def scrape(registry: CollectorRegistry) -> dict[str, float]:
@@ -87,3 +87,47 @@ def test_time_to_fulfil_is_the_fraction_of_the_window_used() -> None:
     assert got[f"govclock_time_to_fulfil_ratio_count{{{rule}}}"] == 1
     assert got[f"govclock_time_to_fulfil_ratio_sum{{{rule}}}"] == pytest.approx(0.5)
     assert got[f'govclock_time_to_fulfil_ratio_bucket{{le="0.25",{rule}}}'] == 0
+
+
+def test_next_deadlines_are_per_unit_so_a_quiet_unit_still_shows_its_next() -> None:
+    """A busy unit's many near deadlines do not hide another unit's next one."""
+    registry = CollectorRegistry()
+    ledger = Ledger(load_rulebook(), WorkCalendar.official())
+    registry.register(LedgerCollector(ledger.obligations))
+    for i in range(12):  # busy: 12 incidents, 5-hour windows ending within the day
+        ledger.apply(
+            parse_event(
+                {
+                    "event_id": f"busy-{i}",
+                    "type": "incident.reported",
+                    "unit": "busy",
+                    "incident_id": f"I-{i}",
+                    "occurred_at": f"2026-03-02T{8 + i:02d}:00:00+08:00",
+                    "title": "t",
+                    "severity": "II",
+                }
+            )
+        )
+    ledger.apply(  # quiet: one document, 10 working days
+        parse_event(
+            {
+                "event_id": "quiet-1",
+                "type": "document.issued",
+                "unit": "quiet",
+                "document_id": "D-1",
+                "issued_at": "2026-03-02",
+                "kind": "normative",
+                "disclosure": "proactive",
+                "title": "t",
+            }
+        )
+    )
+    name = "govclock_obligation_next_due_timestamp_seconds"
+    got = {k: v for k, v in scrape(registry).items() if k.startswith(name)}
+    busy = sorted((v, k) for k, v in got.items() if 'unit="busy"' in k)
+    assert len(busy) == NEXT_DUE_RANKS  # each unit's nearest only
+    assert [k.split('rank="')[1].split('"')[0] for _, k in busy] == [
+        str(r) for r in range(1, NEXT_DUE_RANKS + 1)
+    ]  # ranked by due time within the unit
+    quiet = [k for k in got if 'unit="quiet"' in k]
+    assert quiet == [f'{name}{{rank="1",rule="online_posting_10wd",unit="quiet"}}']
