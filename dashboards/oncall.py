@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import dashboard
+from grafana_foundation_sdk.builders import dashboard, table
 
 from dashboards.common import (
     BAD_IF_ANY,
@@ -218,7 +218,7 @@ def oncall() -> dashboard.Dashboard:
         )
         .span(6)
         .height(8),
-        table_panel(
+        count_table(
             "Units with nobody on call",
             "Warnings and pages that reached nobody during the time range, per roster unit "
             "(the selected units and the emergency office): the unit is not in the roster, "
@@ -226,98 +226,29 @@ def oncall() -> dashboard.Dashboard:
             "person and channel of the fallback chain failed. Anything above 0 is the "
             "GovclockNoOnCall alert. Units of the roster show 0; a unit missing from the "
             "roster appears with its first page.",
-            query(
-                "sort_desc(sum by (unit) (" + increase_from_zero(NO_ON_CALL, "$__range") + "))",
-                instant=True,
-                table=True,
-            ),
-            sort_by="Pages to nobody",
-            descending=True,
-        )
-        .span(12)
-        .with_transformation(
-            organize(
-                ["Time"],
-                {"unit": "Unit", "Value": "Pages to nobody"},
-                ["unit", "Value"],
-            )
-        )
-        .override_by_name(
-            *override(
-                "Pages to nobody",
-                decimals=0,
-                thresholds={
-                    "mode": "absolute",
-                    "steps": [{"color": c, "value": v} for v, c in BAD_IF_ANY],
-                },
-                custom__cellOptions={"type": "color-background"},
-            )
+            "sort_desc(sum by (unit) (" + increase_from_zero(NO_ON_CALL, "$__range") + "))",
+            {"unit": "Unit"},
+            "Pages to nobody",
         ),
-        table_panel(
+        count_table(
             "Nobody on call now",
             "Each level of each roster unit (the selected units and the emergency office): "
             "1 while nobody is on call there (a rotation not started yet, a gap between "
             "overrides), so a page now would reach nobody; checked every 30 s. Ten minutes "
             "of it is the GovclockRosterGap alert.",
-            query(
-                "sort_desc(max by (unit, level) (" + ROSTER_GAP + "))",
-                instant=True,
-                table=True,
-            ),
-            sort_by="Nobody on call",
-            descending=True,
-        )
-        .span(12)
-        .with_transformation(
-            organize(
-                ["Time"],
-                {"unit": "Unit", "level": "Level", "Value": "Nobody on call"},
-                ["unit", "level", "Value"],
-            )
-        )
-        .override_by_name(
-            *override(
-                "Nobody on call",
-                decimals=0,
-                thresholds={
-                    "mode": "absolute",
-                    "steps": [{"color": c, "value": v} for v, c in BAD_IF_ANY],
-                },
-                custom__cellOptions={"type": "color-background"},
-            )
+            "sort_desc(max by (unit, level) (" + ROSTER_GAP + "))",
+            {"unit": "Unit", "level": "Level"},
+            "Nobody on call",
         ),
-        table_panel(
+        count_table(
             "Waiting for acknowledgement",
             "Breached obligations whose escalation is still waiting for someone to acknowledge "
             "(by link, reply or the board), by rule, owning unit and the rung paged now. "
             "Repeats and the next rung follow the policy until someone does, or the "
             "obligation is fulfilled.",
-            query(
-                "sort_desc(sum by (rule, unit, level) (" + UNACKNOWLEDGED + "))",
-                instant=True,
-                table=True,
-            ),
-            sort_by="Waiting",
-            descending=True,
-        )
-        .span(12)
-        .with_transformation(
-            organize(
-                ["Time"],
-                {"rule": "Rule", "unit": "Unit", "level": "Rung", "Value": "Waiting"},
-                ["rule", "unit", "level", "Value"],
-            )
-        )
-        .override_by_name(
-            *override(
-                "Waiting",
-                decimals=0,
-                thresholds={
-                    "mode": "absolute",
-                    "steps": [{"color": c, "value": v} for v, c in BAD_IF_ANY],
-                },
-                custom__cellOptions={"type": "color-background"},
-            )
+            "sort_desc(sum by (rule, unit, level) (" + UNACKNOWLEDGED + "))",
+            {"rule": "Rule", "unit": "Unit", "level": "Rung"},
+            "Waiting",
         ),
         timeseries_panel(
             "Pages to nobody, by unit",
@@ -333,3 +264,32 @@ def oncall() -> dashboard.Dashboard:
         ),
     )
     return board.done()
+
+
+def count_table(
+    title: str, description: str, expr: str, columns: dict[str, str], value: str
+) -> table.Panel:
+    """A half-width table of counts by ``columns`` (label -> column name, in order), the
+    count in the column ``value``, red from 1."""
+    return (
+        table_panel(
+            title,
+            description,
+            query(expr, instant=True, table=True),
+            sort_by=value,
+            descending=True,
+        )
+        .span(12)
+        .with_transformation(organize(["Time"], {**columns, "Value": value}, [*columns, "Value"]))
+        .override_by_name(
+            *override(
+                value,
+                decimals=0,
+                thresholds={
+                    "mode": "absolute",
+                    "steps": [{"color": c, "value": v} for v, c in BAD_IF_ANY],
+                },
+                custom__cellOptions={"type": "color-background"},
+            )
+        )
+    )
