@@ -34,6 +34,7 @@ ALERTS = {
     "GovclockSweeperStalled",
     "GovclockNotifierFailing",
     "GovclockNoOnCall",
+    "GovclockEscalationUnanswered",
     "GovclockRosterGap",
     "GovclockSourceSilent",
     "GovclockNotReady",
