@@ -102,16 +102,13 @@ def _compute_only(lines: list[bytes]) -> float:
     import gc
 
     from agents.ingest import Router
-    from govclock.calendar_files import load_calendar
-    from govclock.packs import load_rulebook
+    from streams.app import load_worker
     from streams.main import tune_gc
-    from streams.runtime import Worker, effect_record
+    from streams.runtime import effect_record
     from streams.settings import Settings
 
-    settings = Settings()
-    book = load_rulebook(packs_dir=settings.packs_dir, units_file=settings.units_file)
-    router = Router(book.all_ref_kinds(), PARTITIONS)
-    worker = Worker(book, load_calendar(settings.calendar_files), PARTITIONS)
+    worker = load_worker(Settings(), PARTITIONS)  # as streams.app.create_app builds it
+    router = Router(worker.book.all_ref_kinds(), PARTITIONS)
     thresholds = gc.get_threshold()
     tune_gc()
     t0 = time.perf_counter()

@@ -130,6 +130,13 @@ def in_partition(event: Any) -> Iterator[None]:
         _current_event.reset(token)
 
 
+def load_worker(settings: Settings, partitions: int) -> Worker:
+    """The core a worker runs: the rule packs and units file, and the calendars, of
+    ``settings``, over ``partitions`` ledgers."""
+    book = load_rulebook(packs_dir=settings.packs_dir, units_file=settings.units_file)
+    return Worker(book, load_calendar(settings.calendar_files), partitions)
+
+
 def create_app(
     settings: Settings, bootstrap: str, *, store: str = "rocksdb://", embedded: bool = True
 ) -> Context:
@@ -164,12 +171,12 @@ def create_app(
     )
     dead_letters = app.topic(DEAD_LETTERS, partitions=1, value_serializer="raw")
     table = rows_table(app, SUBJECTS_TABLE, n)  # multi-row changelog records (streams/table.py)
-    book = load_rulebook(packs_dir=settings.packs_dir, units_file=settings.units_file)
+    worker = load_worker(settings, n)
     ctx = Context(
         app=app,
         settings=settings,
-        book=book,
-        worker=Worker(book, load_calendar(settings.calendar_files), n),
+        book=worker.book,
+        worker=worker,
         journal=Journal(settings.data_dir / "journal"),
         events=events,
         subject_events=subject_events,
