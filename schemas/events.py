@@ -11,12 +11,13 @@ Validation errors are field-level: :func:`parse_event` raises :class:`EventError
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal, TypeAlias, get_args
 
+import orjson
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -27,8 +28,33 @@ from pydantic import (
     ValidationError,
 )
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
-Text = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _no_control(value: str, pattern: re.Pattern[str] = _CONTROL) -> str:
+    """Refuse control characters (NUL above all: no database text column holds it)."""
+    found = pattern.search(value)
+    if found is not None:
+        raise ValueError(
+            f"control character U+{ord(found.group()):04X} at position {found.start()}"
+        )
+    return value
+
+
+def _no_control_in_text(value: str) -> str:
+    """Text may hold tabs and line breaks, no other control character."""
+    return _no_control(value, _CONTROL_IN_TEXT)
+
+
+Id = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=200, strip_whitespace=True),
+    AfterValidator(_no_control),
+]
+Text = Annotated[
+    str, StringConstraints(min_length=1, max_length=2000), AfterValidator(_no_control_in_text)
+]
 Url = Annotated[
     str, StringConstraints(min_length=1, max_length=2000, pattern=r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
 ]
@@ -359,8 +385,8 @@ def decode_event(text: str | bytes) -> tuple[Any, Event]:
     """One event given as JSON text (a line of a history or of an NDJSON body): the decoded
     JSON and the validated event; raise :class:`EventError` as :func:`parse_event` does."""
     try:
-        data = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = orjson.loads(text)  # nesting over 1,024 deep, NaN, lone surrogates: refused
+    except orjson.JSONDecodeError as exc:
         raise EventError([FieldError(field=WHOLE, message=f"not valid JSON: {exc}")]) from None
     return data, parse_event(data)
 

@@ -26,7 +26,14 @@ from prometheus_client.registry import Collector
 PREFIX = "govclock"
 
 #: Bounded reasons an input is refused (labels of ``govclock_events_rejected_total``).
-REJECT_REASONS = ("invalid_json", "invalid_event", "signature", "too_large", "content_type")
+REJECT_REASONS = (
+    "invalid_json",
+    "invalid_event",
+    "signature",
+    "too_large",
+    "incomplete",
+    "content_type",
+)
 #: Notification delivery states (labels of ``govclock_notifications_total``).
 NOTIFICATION_STATES = ("sent", "delivered", "failed", "acknowledged")
 

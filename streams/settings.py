@@ -14,12 +14,15 @@ import difflib
 import os
 import re
 from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from schemas.times import EARLIEST, FUTURE_SKEW_S, TimePolicy
 
 __all__ = ["ENV_PREFIX", "Settings", "SettingsError", "load_settings"]
 
@@ -143,6 +146,16 @@ class Settings(BaseSettings):
         le=24 * 366,
         description="hours an acknowledgement link works after its message was decided",
     )
+    # -- ingest: implausible times (schemas/times.py) ------------------------------------
+    future_skew_s: int = Field(
+        default=FUTURE_SKEW_S,
+        ge=0,
+        le=7 * 86400,
+        description="seconds an event's timestamp may lie after the receiving worker's clock",
+    )
+    earliest_time: date = Field(
+        default=EARLIEST, description="the earliest date an event's timestamp may name"
+    )
     log_level: LogLevel = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
 
     # -- validation -------------------------------------------------------------------
@@ -212,6 +225,11 @@ class Settings(BaseSettings):
         return value.strip().upper() if isinstance(value, str) else value
 
     # -- derived ----------------------------------------------------------------------
+
+    @property
+    def time_policy(self) -> TimePolicy:
+        """The bounds a live event's timestamps must keep (schemas/times.py)."""
+        return TimePolicy(self.future_skew_s, self.earliest_time)
 
     @property
     def embedded(self) -> bool:

@@ -32,11 +32,12 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote
 
+import orjson
 from aiohttp import ClientTimeout
 from faust.exceptions import SameNode
 from faust.web import Request, Response, View
@@ -48,7 +49,8 @@ from deadlines.escalation_codec import decode_state
 from deadlines.report import obligation_view
 from deadlines.roster import mask_phone
 from deadlines.rules import RuleBook
-from schemas.events import EventError, decode_event, parse_event
+from schemas.events import EventError, FieldError, decode_event, parse_event
+from schemas.times import implausible_times
 from streams.ack_links import ACK_PATH, AckError, token_partition
 from streams.ack_links import verify as verify_token
 from streams.ack_page import (
@@ -95,13 +97,13 @@ from streams.topics import (
     SUBJECTS_TABLE,
     escalation_partition,
 )
+from web.body import BodyRefused, read_body
 
 if TYPE_CHECKING:
     from streams.app import Context
 
 log = logging.getLogger("govclock.web")
 
-MAX_BODY_BYTES = 1 << 20  # 1 MiB
 JSON_TYPES = ("application/json",)
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl")
 ACK_TIMEOUT_S = 10.0
@@ -118,8 +120,15 @@ PUBLIC_PATHS: tuple[tuple[str, bool], ...] = (
 )
 
 
-def parse_body(body: bytes, content_type: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The events of a request body and the problems, each with its line and fields."""
+#: The timestamps of a validated event that the time policy refuses (schemas/times.py).
+TimeCheck = Callable[[Any], list[FieldError]]
+
+
+def parse_body(
+    body: bytes, content_type: str, check: TimeCheck | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The events of a request body and the problems, each with its line and fields
+    (``check``: the implausible timestamps of an event, refused like a bad field)."""
     lines = [body] if content_type in JSON_TYPES else body.split(b"\n")
     events: list[dict[str, Any]] = []
     problems: list[dict[str, Any]] = []
@@ -127,9 +136,13 @@ def parse_body(body: bytes, content_type: str) -> tuple[list[dict[str, Any]], li
         if not line.strip():
             continue
         try:
-            data, _ = decode_event(line)
+            data, event = decode_event(line)
         except EventError as exc:
             problems.append({"line": number, "errors": [e.model_dump() for e in exc.errors]})
+            continue
+        implausible = check(event) if check is not None else []
+        if implausible:
+            problems.append({"line": number, "errors": [e.model_dump() for e in implausible]})
             continue
         events.append(data)
     if not events and not problems:
@@ -182,14 +195,6 @@ def check_ghost(source: Source, header: str | None, body: bytes) -> None:
     raise error
 
 
-async def read_body(http: Any) -> bytes | None:
-    """The body, or None when it is over the limit."""
-    if (http.content_length or 0) > MAX_BODY_BYTES:
-        return None
-    body: bytes = await http.content.read(MAX_BODY_BYTES + 1)
-    return None if len(body) > MAX_BODY_BYTES else body
-
-
 # -- escalation: helpers of the ack and delivery-report routes (no Faust needed) ----------
 
 #: Set on an ack request one worker forwards to the one that owns the obligation.
@@ -214,8 +219,8 @@ def parse_ack(body: bytes, service: NotifierService) -> tuple[int, str]:
     """``(level, person)`` of an ack request's JSON body ``{"level": 1, "person": "li"}``
     (``person_id`` is accepted too); raises :class:`Refused` (400) naming the field."""
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise Refused(400, f"not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise Refused(400, 'expected a JSON object {"level": 1, "person": "<roster id>"}')
@@ -555,10 +560,14 @@ def register(ctx: Context) -> None:
         )
 
     rejected = ctx.metrics.events_rejected
+    time_policy = ctx.settings.time_policy
 
-    def too_large(view: View) -> Response:
-        rejected.labels("too_large").inc()
-        return view.json({"error": f"body over {MAX_BODY_BYTES} bytes"}, status=413)
+    def time_check(event: Any) -> list[FieldError]:
+        return implausible_times(event, int(time.time()), time_policy)
+
+    def refused_body(view: View, exc: BodyRefused) -> Response:
+        rejected.labels("too_large" if exc.status == 413 else "incomplete").inc()
+        return view.json({"error": exc.reason}, status=exc.status)
 
     def unauthorized(view: View, exc: SignatureError) -> Response:
         ctx.count("requests_unauthorized")
@@ -586,9 +595,12 @@ def register(ctx: Context) -> None:
         problems = []
         for i, e in enumerate(events, start=1):
             try:
-                parse_event(e)
+                implausible = time_check(parse_event(e))
             except EventError as exc:
                 problems.append({"line": i, "errors": [x.model_dump() for x in exc.errors]})
+                continue
+            if implausible:
+                problems.append({"line": i, "errors": [x.model_dump() for x in implausible]})
         if problems:
             return view.json({"error": "invalid events", "problems": problems}, status=400)
         return events
@@ -607,9 +619,10 @@ def register(ctx: Context) -> None:
                     },
                     status=415,
                 )
-            body = await read_body(http)
-            if body is None:
-                return too_large(self)
+            try:
+                body = await read_body(http)
+            except BodyRefused as exc:
+                return refused_body(self, exc)
             try:
                 source = check_signature(ctx, http, body)
             except SignatureError as exc:
@@ -621,7 +634,7 @@ def register(ctx: Context) -> None:
                 if isinstance(result, list):
                     return await accept_events(self, result, name)
                 return result
-            events, problems = parse_body(body, content_type)
+            events, problems = parse_body(body, content_type, time_check)
             if problems:
                 ctx.count("requests_rejected")
                 rejected.labels("invalid_event").inc()
@@ -638,9 +651,10 @@ def register(ctx: Context) -> None:
             source = ctx.sources.get(source_name)
             if source is None or source.adapter is None:
                 return self.json({"error": f"no adapter source {source_name!r}"}, status=404)
-            body = await read_body(http)
-            if body is None:
-                return too_large(self)
+            try:
+                body = await read_body(http)
+            except BodyRefused as exc:
+                return refused_body(self, exc)
             try:
                 if source.adapter == "ghost":
                     check_ghost(source, http.headers.get(GHOST_SIGNATURE_HEADER), body)
@@ -801,9 +815,10 @@ def register(ctx: Context) -> None:
             service = ctx.notifier
             if service is None:
                 return self.json({"error": "escalation is off (no roster)"}, status=404)
-            body = await read_body(http)
-            if body is None:
-                return too_large(self)
+            try:
+                body = await read_body(http)
+            except BodyRefused as exc:
+                return refused_body(self, exc)
             try:
                 level, person = parse_ack(body, service)
             except Refused as exc:
@@ -868,9 +883,10 @@ def register(ctx: Context) -> None:
         async def post(self, request: Request) -> Response:
             http: Any = request
             service = ctx.notifier
-            body = await read_body(http)
-            if body is None:
-                return too_large(self)
+            try:
+                body = await read_body(http)
+            except BodyRefused as exc:
+                return refused_body(self, exc)
             try:
                 report = check_status_callback(service, http.path_qs, body, http.headers)
                 assert service is not None
@@ -1046,10 +1062,11 @@ def register(ctx: Context) -> None:
         async def post(self, request: Request) -> Response:
             http: Any = request
             service = ctx.notifier
-            body = await read_body(http)
-            if body is None:
+            try:
+                body = await read_body(http)
+            except BodyRefused as exc:
                 ctx.metrics.sms_reply("bad_request")
-                return too_large(self)
+                return refused_body(self, exc)
             try:
                 message = check_inbound(service, http.path_qs, body, http.headers)
             except Refused as exc:
@@ -1076,11 +1093,12 @@ def register(ctx: Context) -> None:
             http: Any = request
             if ctx.notifier is None:
                 return self.json({"error": "escalation is off (no roster)"}, status=404)
-            body = await read_body(http)
-            if body is None:
-                return too_large(self)
             try:
-                data = json.loads(body)
+                body = await read_body(http)
+            except BodyRefused as exc:
+                return refused_body(self, exc)
+            try:
+                data = orjson.loads(body)
                 people = [str(p) for p in data["people"]]
                 since, now = int(data["since"]), int(data["now"])
                 token = data.get("token")
@@ -1194,8 +1212,11 @@ def register(ctx: Context) -> None:
 
     async def ack_link(view: View, http: Any, token: str, method: str) -> Response:
         as_json = wants_json(http.headers.get("Accept"))
-        if method == "POST" and await read_body(http) is None:  # a form with no fields
-            return too_large(view)
+        if method == "POST":  # a form with no fields: read (and bound) it all the same
+            try:
+                await read_body(http)
+            except BodyRefused as exc:
+                return refused_body(view, exc)
         if ctx.notifier is None:
             return respond(
                 view,
