@@ -30,7 +30,7 @@ from streams.signing import (
     ghost_signature_header,
     signature_header,
 )
-from tests import piecewise
+from tests import fuzzing, piecewise
 from tests.integration.test_monitor import Monitor, kill_leftover_broker, today_shanghai
 from tests.test_adapters import CORPUS, MISSING, ghost_bodies
 
@@ -261,3 +261,66 @@ def test_each_webhook_adapter_takes_a_large_payload_in_pieces(mon: Monitor, adap
         headers=headers,
     )  # fmt: skip
     assert status == 413, answer
+
+
+# -- fuzzing the HTTP layer of a live worker ---------------------------------------------
+
+FUZZ_ROUTES = [
+    ("/v1/events", "application/json"),
+    ("/v1/events", NDJSON),
+    ("/v1/events", "application/cap+xml"),
+    ("/v1/hooks/ghost", "application/json"),
+    ("/v1/hooks/strapi", "application/json"),
+    ("/v1/hooks/wordpress", "application/json"),
+    ("/v1/hooks/nope", "application/json"),
+    ("/v1/obligations/first_release_5h:X/ack", "application/json"),
+    ("/v1/channels/twilio/status", "application/x-www-form-urlencoded"),
+    ("/v1/channels/twilio/inbound", "application/x-www-form-urlencoded"),
+    ("/v1/internal/reply-candidates", "application/json"),
+    ("/a/not-a-token", "application/x-www-form-urlencoded"),
+]
+
+
+def fuzz_headers(path: str, body: bytes) -> dict[str, str]:
+    """Signed like the real sender would, so the body reaches the parsers."""
+    headers = {"Accept": "application/json"}
+    if path == "/v1/hooks/ghost":
+        now_ms = int(time.time() * 1000)
+        headers[GHOST_SIGNATURE_HEADER] = ghost_signature_header(
+            SECRETS["ghost"].encode(), now_ms, body
+        )
+    elif path.startswith("/v1/hooks/") and path != "/v1/hooks/nope":
+        headers.update(signed(body, path.rsplit("/", 1)[1]))
+    elif path == "/v1/events":
+        headers.update(signed(body))
+    return headers
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    route=st.sampled_from(FUZZ_ROUTES),
+    body=fuzzing.bodies,
+    sizes=st.lists(st.integers(min_value=1, max_value=70_000), min_size=1, max_size=3),
+)
+def test_fuzz_every_route_answers_4xx_with_a_reason_or_2xx(
+    mon: Monitor, route: tuple[str, str], body: bytes, sizes: list[int]
+) -> None:
+    path, content_type = route
+    status, answer = piecewise.send(
+        mon.port, path, body, content_type=content_type, sizes=sizes, pause=0.0,
+        headers=fuzz_headers(path, body),
+    )  # fmt: skip
+    assert status < 500, (path, body[:80], status, answer)
+    if status >= 400:
+        assert isinstance(answer, dict) and isinstance(answer.get("error"), str | dict), answer
+
+
+def test_the_fuzzed_worker_logged_no_exception(mon: Monitor) -> None:
+    """Runs after the fuzz test (file order): nothing it sent raised in the worker."""
+    log = mon.log_path.read_text(errors="replace")
+    for needle in ("Traceback", "Error handling request", "Unhandled exception"):
+        assert needle not in log, log[log.find(needle) - 2000 : log.find(needle) + 2000]
