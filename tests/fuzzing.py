@@ -102,9 +102,7 @@ bodies = st.one_of(
     truncated(),
     scalars,
     st.binary(max_size=300),
-    st.lists(st.one_of(mutated_event(), truncated(), scalars), min_size=1, max_size=5).map(
-        _ndjson
-    ),
+    st.lists(st.one_of(mutated_event(), truncated(), scalars), min_size=1, max_size=5).map(_ndjson),
     st.sampled_from(
         [
             b"\xff\xfe{}",
