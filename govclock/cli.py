@@ -93,6 +93,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run(load_settings())
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    """Mint a reader's API token: the token once, and the hash for the readers file."""
+    from datetime import UTC, datetime
+
+    from web.readers import mint_token, valid_reader_name
+
+    if not valid_reader_name(args.reader):
+        print(
+            f"govclock: {args.reader!r}: a reader's name is letters, digits and _.@- (at most 64)",
+            file=sys.stderr,
+        )
+        return 2
+    token, digest = mint_token()
+    print(
+        f"API token for reader {args.reader} (shown this once; give it to the reader, "
+        "keep no copy):"
+    )
+    print(f"  {token}")
+    print(
+        "Its hash, for the readers file (GOVCLOCK_READERS_FILE; add it under an existing "
+        "reader's token_sha256 to rotate, then remove the old one):"
+    )
+    print(f"readers:\n  {args.reader}:\n    token_sha256:")
+    print(f"      - {digest}  # minted {datetime.now(UTC).date().isoformat()}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Replay the bundled sample history and print the report."""
     history = EXAMPLES / "sample-history.jsonl"
@@ -160,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the live monitor (settings from the environment/.env)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("token", help="mint a reader's API token and print its hash")
+    p.add_argument("reader", help="the reader's name in the readers file")
+    p.set_defaults(func=cmd_token)
 
     p = sub.add_parser("demo", help="replay the bundled sample history and print the report")
     p.add_argument("--as-of", help="report time (default: the last event)")

@@ -186,8 +186,7 @@ def create_app(
         sources=load_sources(settings.sources_file),
         emitted=EmittedKeys(settings.data_dir / "emitted"),
     )
-    if not ctx.sources:
-        app.log.warning("govclock: no sources file: unsigned requests are accepted")
+    # How events, reads and peer calls are checked is logged by web/access.py at start.
     worker = ctx.worker
     ctx.metrics.registry.register(
         LedgerCollector(lambda: (ob for led in worker.ledgers.values() for ob in led.obligations()))

@@ -75,7 +75,9 @@ def run(settings: Settings) -> int:
     import faust
 
     from streams.app import create_app
+    from web.access import check_start
 
+    check_start(settings)  # closed by default off loopback (docs/security.md)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with open_broker(settings) as endpoint:
         created = create_topics(

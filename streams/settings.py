@@ -102,7 +102,25 @@ class Settings(BaseSettings):
     sources_file: Path | None = Field(
         default=None,
         description="webhook sources: secret, default unit and adapter of each "
-        "(docs/integrations.md); without it, unsigned requests are accepted",
+        "(docs/integrations.md); without it, unsigned requests are accepted (on loopback, or "
+        "with GOVCLOCK_ALLOW_UNSIGNED)",
+    )
+    allow_unsigned: bool = Field(
+        default=False,
+        description="accept unsigned events with no sources file off loopback (a warning at "
+        "every start); without it such a start is refused (docs/security.md)",
+    )
+    readers_file: Path | None = Field(
+        default=None,
+        description="readers of the query API: each one's name and the SHA-256 of its API "
+        "tokens (docs/security.md); unset: the read routes are open on loopback, 403 off it",
+    )
+    cluster_secret: SecretStr | None = Field(
+        default=None,
+        description="key the workers sign their calls to one another with, at least 16 bytes "
+        "(32 random recommended); a comma-separated list for rotation: the first signs, all "
+        "verify. Unset: unchecked on loopback without a readers file; otherwise refused "
+        "with KAFKA_BROKER, a random key of the process with the embedded broker",
     )
     roster_file: Path | None = Field(
         default=None,
@@ -210,7 +228,7 @@ class Settings(BaseSettings):
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
-    @field_validator("ack_secret", mode="after")
+    @field_validator("ack_secret", "cluster_secret", mode="after")
     @classmethod
     def _ack_secrets(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
@@ -244,6 +262,15 @@ class Settings(BaseSettings):
         from streams.ack_links import parse_secrets
 
         return parse_secrets(self.ack_secret.get_secret_value())
+
+    @property
+    def cluster_secrets(self) -> tuple[str, ...]:
+        """``GOVCLOCK_CLUSTER_SECRET`` as a list (empty when unset): the first signs."""
+        if self.cluster_secret is None:
+            return ()
+        from streams.ack_links import parse_secrets
+
+        return parse_secrets(self.cluster_secret.get_secret_value())
 
     @property
     def bootstrap_servers(self) -> list[str]:

@@ -97,6 +97,7 @@ from streams.topics import (
     SUBJECTS_TABLE,
     escalation_partition,
 )
+from web.access import install_access
 from web.body import BodyRefused, read_body
 
 if TYPE_CHECKING:
@@ -529,6 +530,7 @@ def merge_obligation_lists(parts: Iterable[Mapping[str, Any]], partitions: int) 
 
 def register(ctx: Context) -> None:
     app = ctx.app
+    peer_auth = install_access(ctx, PUBLIC_PATHS, FORWARDED_HEADER)  # web/access.py
 
     async def accept_events(
         view: View, events: list[dict[str, Any]], source: str = "unsigned"
@@ -680,9 +682,8 @@ def register(ctx: Context) -> None:
         """Another worker's own part of the list (``?local=1``)."""
         target = URL(url).with_path("/v1/obligations").with_query({**query, "local": "1"})
         timeout = ClientTimeout(total=LIST_PEER_TIMEOUT_S)
-        async with app.http_client.get(
-            target, timeout=timeout, headers={FORWARDED_HEADER: "1"}
-        ) as response:
+        headers = {FORWARDED_HEADER: "1", **peer_auth.headers("GET", target)}
+        async with app.http_client.get(target, timeout=timeout, headers=headers) as response:
             if response.status != 200:
                 raise ValueError(f"HTTP {response.status}")
             return await response.json()
@@ -798,7 +799,11 @@ def register(ctx: Context) -> None:
         if (dest.host, dest.port) == (here.host, here.port):
             return None
         url = http.url.with_host(dest.host).with_port(dest.port)
-        headers = {"Content-Type": "application/json", FORWARDED_HEADER: "1"}
+        headers = {
+            "Content-Type": "application/json",
+            FORWARDED_HEADER: "1",
+            **peer_auth.headers("POST", url),
+        }
         async with app.http_client.post(url, data=body, headers=headers) as response:
             return view.bytes(
                 await response.read(),
@@ -973,7 +978,11 @@ def register(ctx: Context) -> None:
 
     async def ask_peer(url: str, payload: bytes) -> Any:
         target = URL(url).with_path(REPLY_CANDIDATES_PATH)
-        headers = {"Content-Type": "application/json", FORWARDED_HEADER: "1"}
+        headers = {
+            "Content-Type": "application/json",
+            FORWARDED_HEADER: "1",
+            **peer_auth.headers("POST", target),
+        }
         timeout = ClientTimeout(total=REPLY_PEER_TIMEOUT_S)
         async with app.http_client.post(
             target, data=payload, headers=headers, timeout=timeout
@@ -1119,7 +1128,8 @@ def register(ctx: Context) -> None:
     async def peer_json(url: URL) -> Any:
         """The JSON another worker answers for a GET, None unless 200."""
         timeout = ClientTimeout(total=PEER_TIMEOUT_S)
-        headers = {FORWARDED_HEADER: "1"}  # the peer answers from its own ledgers only
+        # the peer answers from its own ledgers only
+        headers = {FORWARDED_HEADER: "1", **peer_auth.headers("GET", url)}
         async with app.http_client.get(url, timeout=timeout, headers=headers) as response:
             if response.status != 200:
                 return None
@@ -1199,7 +1209,7 @@ def register(ctx: Context) -> None:
     async def forward_link(view: View, http: Any, dest: URL, method: str) -> Response:
         """The answer of the worker that owns the link's escalation partition."""
         url = http.url.with_host(dest.host).with_port(dest.port)
-        headers = {FORWARDED_HEADER: "1"}
+        headers = {FORWARDED_HEADER: "1", **peer_auth.headers(method, url)}
         if http.headers.get("Accept"):
             headers["Accept"] = http.headers["Accept"]
         timeout = ClientTimeout(total=PEER_TIMEOUT_S)
