@@ -25,7 +25,8 @@ import orjson
 from aiokafka.partitioner import murmur2
 
 from deadlines.calendar import WorkCalendar
-from deadlines.ledger import Effect, Ledger, Subject, route
+from deadlines.ledger import Effect, Ledger, Obligation, Subject, route
+from deadlines.query import ObligationIndex
 from deadlines.rules import RuleBook
 from deadlines.state import RuleRegistry, decode_subject, encode_subject, rules_used
 from schemas.events import Event, EventError, parse_event
@@ -80,6 +81,9 @@ class Worker:
         self.partitions = partitions
         self.rules = RuleRegistry(book)
         self.ledgers: dict[int, Ledger] = {}
+        #: Each partition's obligations by id and due time, for the query API (kept up to
+        #: date with the subjects written to the table: deadlines/query.py).
+        self.indexes: dict[int, ObligationIndex] = {}
         self.rules_stored: dict[int, set[str]] = {}  # rule versions whose text a partition holds
         self._rules_keys: dict[int, str] = {}
         self.applied = 0  # subject records applied (events, unit notes, ticks)
@@ -93,6 +97,7 @@ class Worker:
         led = self.ledgers.get(partition)
         if led is None:
             led = self.ledgers[partition] = Ledger(self.book, self.calendar)
+            self.indexes[partition] = ObligationIndex()
             n = self.partitions
             led.owns = lambda key: partition_of(key, n) == partition
         return led
@@ -114,11 +119,13 @@ class Worker:
         for data in subjects:  # after the rule texts they refer to
             led.load_subject(decode_subject(data, self.rules))
         led.dirty.clear()
+        self.indexes[partition].update(led.subjects.values())
         return len(subjects)
 
     def release(self, partition: int) -> None:
         """The partition went to another worker."""
         self.ledgers.pop(partition, None)
+        self.indexes.pop(partition, None)
 
     def handle(self, partition: int, key: str | None, raw: bytes) -> list[Effect]:
         """Apply one subject-events record of ``partition``."""
@@ -171,6 +178,7 @@ class Worker:
         rows = []
         used: set[str] = set()
         self.changed_subjects = led.take_dirty()
+        self.indexes[partition].update(self.changed_subjects)
         for subject in self.changed_subjects:
             used |= rules_used(subject)
             rows.append((subject.key, orjson.dumps({"subject": encode_subject(subject)})))
@@ -198,6 +206,14 @@ class Worker:
         rule = self.rules.get(key)
         assert rule is not None, key
         return rule
+
+    def find(self, obligation_id: str) -> Obligation | None:
+        """The obligation with this id in any of this worker's partitions."""
+        for index in self.indexes.values():
+            ob = index.get(obligation_id)
+            if ob is not None:
+                return ob
+        return None
 
     def next_due(self, partition: int) -> int | None:
         led = self.ledgers.get(partition)

@@ -99,6 +99,13 @@ from streams.topics import (
 )
 from web.access import install_access
 from web.body import BodyRefused, read_body
+from web.obligations import (
+    QueryError,
+    encode_cursor,
+    local_page,
+    parse_query,
+    view_key,
+)
 
 if TYPE_CHECKING:
     from streams.app import Context
@@ -497,14 +504,19 @@ def partitions_by_url(metadata: Any) -> dict[str, list[int]]:
     return out
 
 
-def merge_obligation_lists(parts: Iterable[Mapping[str, Any]], partitions: int) -> dict[str, Any]:
+def merge_obligation_lists(
+    parts: Iterable[Mapping[str, Any]], partitions: int, limit: int | None = None
+) -> dict[str, Any]:
     """The cluster's answer from each worker's part: ``{"url", "partitions" (the metadata's),
     "answer": the ``?local=1`` body or None, "error": str or None}``. Obligations from
-    workers that answered, each id once, sorted by due time then id; ``partitions``: those
-    answered; ``partial``/``missing_partitions``: those nobody answered for."""
+    workers that answered, each id once, sorted by due time then id, the first ``limit``
+    of them; ``more``: whether a page follows (some worker had more, or the merge cut);
+    ``partitions``: those answered; ``partial``/``missing_partitions``: those nobody
+    answered for."""
     seen: dict[str, dict[str, Any]] = {}
     answered: set[int] = set()
     workers = []
+    more = False
     for part in parts:
         answer = part.get("answer")
         entry: dict[str, Any] = {"url": part["url"]}
@@ -512,6 +524,7 @@ def merge_obligation_lists(parts: Iterable[Mapping[str, Any]], partitions: int) 
             covered = sorted(int(p) for p in answer.get("partitions") or ())
             answered.update(covered)
             entry["partitions"] = covered
+            more = more or bool(answer.get("next"))
             for ob in answer.get("obligations") or ():
                 seen.setdefault(str(ob["id"]), ob)
         else:
@@ -519,13 +532,22 @@ def merge_obligation_lists(parts: Iterable[Mapping[str, Any]], partitions: int) 
             entry["error"] = str(part.get("error") or "no answer")
         workers.append(entry)
     missing = sorted(set(range(partitions)) - answered)
+    obligations = sorted(seen.values(), key=view_key)
+    if limit is not None and len(obligations) > limit:
+        obligations, more = obligations[:limit], True
     return {
-        "obligations": sorted(seen.values(), key=lambda o: (o["due_at"], o["id"])),
+        "obligations": obligations,
+        "more": more and bool(obligations),
         "partitions": sorted(answered),
         "partial": bool(missing),
         "missing_partitions": missing,
         "workers": workers,
     }
+
+
+def json_response(view: View, body: Any, status: int = 200) -> Response:
+    """A JSON answer encoded with orjson (a 5,000-obligation page in milliseconds)."""
+    return view.bytes(orjson.dumps(body), status=status, content_type="application/json")
 
 
 def register(ctx: Context) -> None:
@@ -698,50 +720,28 @@ def register(ctx: Context) -> None:
 
         async def get(self, request: Request) -> Response:
             http: Any = request
-            q = request.query
-            status, unit, rule = q.get("status"), q.get("unit"), q.get("rule")
-            due_before = q.get("due_before")
             try:
-                before = int(due_before) if due_before and due_before.isdigit() else None
-                if due_before and before is None:
-                    from govclock.timeparse import parse_as_of
-
-                    before = parse_as_of(due_before)
-            except ValueError as exc:
-                return self.json({"error": str(exc)}, status=400)
+                query = parse_query(request.query)
+            except QueryError as exc:
+                return self.json({"error": str(exc), "parameter": exc.parameter}, status=400)
             mine = answering_partitions()
-            out = []
-            for partition, led in ctx.worker.ledgers.items():
-                if partition not in mine:
-                    continue
-                for ob in led.obligations():
-                    if status and ob.status != status:
-                        continue
-                    if unit and ob.unit != unit:
-                        continue
-                    if rule and ob.rule.id != rule:
-                        continue
-                    if before is not None and ob.due_at >= before:
-                        continue
-                    out.append(obligation_view(ob))
-            out.sort(key=lambda o: (o["due_at"], o["id"]))
-            local = {"obligations": out, "partitions": mine}
-            if q.get("local") in ("1", "true") or http.headers.get(FORWARDED_HEADER):
-                return self.json(local)
+            indexes = [ix for p, ix in sorted(ctx.worker.indexes.items()) if p in mine]
+            views, last = await local_page(indexes, query)
+            local = {
+                "obligations": views,
+                "partitions": mine,
+                "next": encode_cursor(last, query.filters) if last else None,
+            }
+            if request.query.get("local") in ("1", "true") or http.headers.get(FORWARDED_HEADER):
+                return json_response(self, local)
             try:
                 urls = partitions_by_url(app.router.table_metadata(SUBJECTS_TABLE))
             except KeyError:
                 urls = {}
             peers = [u for u in urls if not is_here(URL(u))]
-            query = {
-                k: v
-                for k, v in (("status", status), ("unit", unit), ("rule", rule))
-                if v is not None
-            }
-            if before is not None:
-                query["due_before"] = str(before)  # parsed here: every worker reads it alike
+            params = query.peer_params(request.query.get("cursor"))
             answers = await asyncio.gather(
-                *(peer_list(u, query) for u in peers), return_exceptions=True
+                *(peer_list(u, params) for u in peers), return_exceptions=True
             )
             here = str(app.conf.canonical_url).rstrip("/")
             parts: list[dict[str, Any]] = [{"url": here, "answer": local}]
@@ -752,7 +752,11 @@ def register(ctx: Context) -> None:
                     parts.append({"url": url, "answer": None, "error": error})
                 else:
                     parts.append({"url": url, "answer": answer})
-            return self.json(merge_obligation_lists(parts, ctx.settings.partitions))
+            merged = merge_obligation_lists(parts, ctx.settings.partitions, query.limit)
+            more = merged.pop("more")
+            obs = merged["obligations"]
+            merged["next"] = encode_cursor(view_key(obs[-1]), query.filters) if more else None
+            return json_response(self, merged)
 
     @app.page("/v1/obligations/{obligation_id}")
     class ObligationView(View):
@@ -768,10 +772,9 @@ def register(ctx: Context) -> None:
                     pass
                 except ServiceUnavailable:
                     return self.json({"error": "the owning worker is not known yet"}, status=503)
-            for led in ctx.worker.ledgers.values():
-                ob = led.get(obligation_id)
-                if ob is not None:
-                    return self.json(obligation_view(ob))
+            ob = ctx.worker.find(obligation_id)
+            if ob is not None:
+                return self.json(obligation_view(ob))
             http: Any = request
             if home is None and not http.headers.get(FORWARDED_HEADER):
                 found = await find_obligation(obligation_id)  # the id names no subject: ask all
@@ -1139,10 +1142,9 @@ def register(ctx: Context) -> None:
         """``GET /v1/obligations/{id}``'s JSON: from this worker's ledgers, else from the
         worker that owns the obligation's subject (or, when the id does not say which subject
         it lives on, from each other worker)."""
-        for led in ctx.worker.ledgers.values():
-            ob = led.get(obligation_id)
-            if ob is not None:
-                return obligation_view(ob)
+        ob = ctx.worker.find(obligation_id)
+        if ob is not None:
+            return obligation_view(ob)
         home = home_subject(obligation_id, ctx.book)
         peers: list[URL] = []
         if home is not None:
