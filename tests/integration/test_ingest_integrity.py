@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -31,7 +32,13 @@ from streams.signing import (
     signature_header,
 )
 from tests import fuzzing, piecewise
-from tests.integration.test_monitor import Monitor, kill_leftover_broker, today_shanghai
+from tests.integration.test_monitor import (
+    Monitor,
+    kill_leftover_broker,
+    request,
+    today_shanghai,
+    wait_for,
+)
 from tests.test_adapters import CORPUS, MISSING, ghost_bodies
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(240)]
@@ -324,3 +331,42 @@ def test_the_fuzzed_worker_logged_no_exception(mon: Monitor) -> None:
     log = mon.log_path.read_text(errors="replace")
     for needle in ("Traceback", "Error handling request", "Unhandled exception"):
         assert needle not in log, log[log.find(needle) - 2000 : log.find(needle) + 2000]
+
+
+# -- paging the obligations of a live worker ----------------------------------------------
+
+
+def get(mon: Monitor, path: str) -> tuple[int, Any]:
+    return request(mon.port, "GET", path)
+
+
+def test_pages_of_a_live_worker_chain_to_every_obligation_once(mon: Monitor) -> None:
+    events = documents("page", 45, 100)
+    body = ndjson(events)
+    status, _ = piecewise.send(
+        mon.port, "/v1/events", body, content_type=NDJSON, headers=signed(body)
+    )
+    assert status == 202
+    wanted = {f"online_posting_10wd:{e['document_id']}" for e in events}
+    def everything() -> list[dict[str, Any]]:
+        status, answer = get(mon, "/v1/obligations?rule=online_posting_10wd&limit=5000")
+        got = answer["obligations"] if status == 200 else []
+        return got if wanted <= {o["id"] for o in got} else []
+
+    full = [o["id"] for o in wait_for("the 45 obligations", everything, 30)]
+    paged, path = [], "/v1/obligations?rule=online_posting_10wd&limit=7"
+    while True:
+        status, answer = get(mon, path)
+        assert status == 200 and len(answer["obligations"]) <= 7, answer
+        paged += [o["id"] for o in answer["obligations"]]
+        if answer["next"] is None:
+            break
+        path = f"/v1/obligations?rule=online_posting_10wd&limit=7&cursor={answer['next']}"
+    assert paged == full and len(set(paged)) == len(paged)
+    status, answer = get(mon, f"/v1/obligations?rule=other&cursor={answer['next'] or 'x'}")
+    assert status == 400 and answer["parameter"] == "cursor", answer
+    status, answer = get(mon, "/v1/obligations?limit=5001")
+    assert status == 400 and answer["parameter"] == "limit", answer
+    one = full[0].split(":", 1)[1]
+    status, answer = get(mon, f"/v1/obligations?subject_id={quote(one)}")
+    assert status == 200 and [o["subject_id"] for o in answer["obligations"]] == [one], answer
