@@ -146,6 +146,11 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.query:
+        from govclock.bench_query import run_query_bench
+
+        print(json.dumps(run_query_bench(open_obligations=args.open), indent=2))
+        return 0
     if args.pipeline:
         from govclock.bench_pipeline import run_pipeline_bench
 
@@ -226,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--pipeline",
         action="store_true",
         help="through the embedded broker and a worker, next to the raw consume rate",
+    )
+    p.add_argument(
+        "--query",
+        action="store_true",
+        help="first pages of GET /v1/obligations at --open obligations, loop stall and "
+        "breach lateness meanwhile",
     )
     p.add_argument(
         "--workers", type=int, default=1, help="with --pipeline: worker processes on the broker"
