@@ -10,6 +10,7 @@ obligation id. A bad record goes to the dead-letter topic; the agent carries on.
 
 from __future__ import annotations
 
+import gc
 import json
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -112,6 +113,10 @@ def register(ctx: Context) -> None:
             if p in rows and v is not None:
                 rows[p].append((key, v))
         restored = {p: worker.restore(p, items) for p, items in rows.items()}
+        # The restored ledgers are long-lived: out of the collector's sight, so that a full
+        # collection never walks a million obligations on the event loop (a query or the
+        # sweeper would wait behind it).
+        gc.freeze()
         ctx.metrics.prepare_obligation_series(
             {(ob.rule.id, ob.unit) for p in owned for ob in worker.ledger(p).obligations()}
         )
