@@ -198,3 +198,20 @@ def test_bad_queries_name_the_parameter(params: dict[str, str], parameter: str) 
 def test_the_default_and_largest_page() -> None:
     assert parse_query({}).limit == 500
     assert parse_query({"limit": str(MAX_LIMIT)}).limit == MAX_LIMIT
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    params=st.dictionaries(
+        st.sampled_from(["status", "unit", "rule", "subject_id", "due_before", "limit", "cursor"]),
+        st.text(max_size=40),
+        max_size=5,
+    )
+)
+def test_fuzz_any_query_is_read_or_refused_naming_a_parameter(params: dict[str, str]) -> None:
+    try:
+        query = parse_query(params)
+    except QueryError as exc:
+        assert exc.parameter in params
+        return
+    assert 1 <= query.limit <= MAX_LIMIT

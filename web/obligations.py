@@ -98,7 +98,7 @@ def decode_cursor(text: str, f: Filters) -> Key:
 def _limit(text: str | None) -> int:
     if text is None or text == "":
         return DEFAULT_LIMIT
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LIMIT:
         raise QueryError("limit", f"{text!r} is not a whole number from 1 to {MAX_LIMIT}")
     return int(text)
 
@@ -106,7 +106,7 @@ def _limit(text: str | None) -> int:
 def _due_before(text: str | None) -> int | None:
     if not text:
         return None
-    if text.isdigit() and len(text) <= 12:
+    if text.isascii() and text.isdigit() and len(text) <= 12:
         return int(text)
     try:
         return parse_as_of(text)
