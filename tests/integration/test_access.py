@@ -9,8 +9,6 @@ credential. Two workers with the secret still merge their lists and forward by k
 
 from __future__ import annotations
 
-import http.client
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +24,7 @@ from tests.integration.test_monitor import (
     Monitor,
     document,
     ndjson,
+    request,
     tail,
     wait_for,
 )
@@ -46,17 +45,7 @@ def call(
     method: str = "GET",
     body: bytes | None = None,
 ) -> tuple[int, Any]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        resp = conn.getresponse()
-        data = resp.read()
-    finally:
-        conn.close()
-    try:
-        return resp.status, json.loads(data)
-    except ValueError:
-        return resp.status, data.decode(errors="replace")
+    return request(port, method, path, body, headers=headers)
 
 
 def bearer(token: str) -> dict[str, str]:

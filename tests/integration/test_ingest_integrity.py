@@ -35,6 +35,7 @@ from tests import fuzzing, piecewise
 from tests.integration.test_monitor import (
     Monitor,
     kill_leftover_broker,
+    ndjson,
     request,
     today_shanghai,
     wait_for,
@@ -106,10 +107,6 @@ def documents(tag: str, n: int, pad: int) -> list[dict[str, Any]]:
         }
         for i in range(n)
     ]
-
-
-def ndjson(events: list[dict[str, Any]]) -> bytes:
-    return b"".join(json.dumps(e, ensure_ascii=False).encode() + b"\n" for e in events)
 
 
 # -- NDJSON batches ----------------------------------------------------------------------
@@ -348,6 +345,7 @@ def test_pages_of_a_live_worker_chain_to_every_obligation_once(mon: Monitor) -> 
     )
     assert status == 202
     wanted = {f"online_posting_10wd:{e['document_id']}" for e in events}
+
     def everything() -> list[dict[str, Any]]:
         status, answer = get(mon, "/v1/obligations?rule=online_posting_10wd&limit=5000")
         got = answer["obligations"] if status == 200 else []

@@ -127,12 +127,13 @@ def request(
     body: bytes | None = None,
     content_type: str | None = None,
     timeout: float = 15.0,
+    headers: Mapping[str, str] | None = None,
 ) -> tuple[int, Any]:
     """One HTTP request to the monitor; ``(status, parsed JSON or text)``."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        headers = {"Content-Type": content_type} if content_type else {}
-        conn.request(method, path, body=body, headers=headers)
+        sent = {"Content-Type": content_type} if content_type else {}
+        conn.request(method, path, body=body, headers={**sent, **(headers or {})})
         resp = conn.getresponse()
         data = resp.read()
     finally:
