@@ -1,0 +1,1 @@
+"""The Faust agents of one worker: ingest, ledger, sweeper and notifier."""

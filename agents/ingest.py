@@ -8,7 +8,7 @@ that only counts, with or without ``take_events``), which would cap the whole pi
 ``govclock-ingest`` (members split the topic's partitions) — and everything after it is
 Faust agents on batch records.
 
-For each fetched batch: every record is validated (:func:`streams.runtime.accept`); a bad
+For each fetched batch: every record is validated (:func:`worker.ledgers.accept`); a bad
 one goes to the dead-letter topic with the reason; the good ones are grouped by the
 partition of each subject they name and written as one ``{"batch": [[key, record], …]}``
 message per partition of ``govclock-subject-events`` (the event's bytes are spliced in, not
@@ -43,11 +43,11 @@ from mode import Service
 
 from streams.bulk import InFlight, bulk_consumer, commit_acknowledged
 from streams.publish import BATCH_RECORD_BYTES, batch_records
-from streams.runtime import RecordError, accept, partition_of
 from streams.topics import APP_ID, EVENTS
+from worker.ledgers import RecordError, accept, partition_of
 
 if TYPE_CHECKING:
-    from streams.app import Context
+    from worker.context import Context
 
 #: The ingest consumer group (Faust's agents use the group named after the app id).
 INGEST_GROUP = f"{APP_ID}-ingest"

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 from faust.types import TP
 
 from agents.ingest import dead_letter
-from streams.app import in_partition
-from streams.runtime import RecordError, effect_record
 from streams.topics import NOTIFICATIONS, SUBJECT_EVENTS
+from worker.context import in_partition
+from worker.ledgers import RecordError, effect_record
 
 if TYPE_CHECKING:
-    from streams.app import Context
+    from worker.context import Context
 
 
 FULFILLED = frozenset({"met", "late"})
@@ -105,7 +105,7 @@ def register(ctx: Context) -> None:
             if p not in owned:
                 worker.release(p)
         rows: dict[int, list[tuple[str, bytes]]] = {p: [] for p in owned}
-        from streams.runtime import partition_of
+        from worker.ledgers import partition_of
 
         for k, v in ctx.table.items():
             key = k.decode() if isinstance(k, bytes) else str(k)

@@ -5,9 +5,9 @@ escalation core, to people (docs/escalation.md, "The live notifier").
   reads ``govclock-notifications`` (keyed by obligation id, but in the partition of the
   obligation's *subject*) and re-sends each effect to
   ``govclock-escalation-inputs`` in the partition of the obligation id, where acks
-  (``POST /v1/obligations/{id}/ack``, :func:`streams.escalation_inputs.submit_ack`), Twilio
+  (``POST /v1/obligations/{id}/ack``, :func:`escalation.inputs.submit_ack`), Twilio
   delivery reports (``POST /v1/channels/twilio/status``) and ticks join it, in order.
-* **notifier** applies those inputs one at a time (:class:`streams.notifier.LiveNotifier`):
+* **notifier** applies those inputs one at a time (:class:`escalation.notifier.LiveNotifier`):
   state in the ``escalations`` table (rocksdb + changelog) and in a local snapshot, sends in a
   thread pool.
 * **escalation-timer** (every 0.2 s) sends ``{"tick": now}`` to each partition it owns whose
@@ -23,7 +23,7 @@ on where they were. Messages are sent at least once and never twice: the channel
 (``<data dir>/sent-<channel>.sqlite3``) answers a key it has seen without sending.
 
 Every message carries a signed acknowledgement link ``<public url>/a/<token>``
-(:func:`streams.ack_links.make_ack_url`; the token names the obligation's escalation
+(:func:`escalation.links.make_ack_url`; the token names the obligation's escalation
 partition, so whichever worker receives the link forwards it to the one that owns that
 partition, which resolves it from ``LiveNotifier.refs``). The secret is
 ``GOVCLOCK_ACK_SECRET``; without it, with the embedded broker, one is generated into
@@ -48,18 +48,20 @@ from typing import TYPE_CHECKING, Any
 from mode import Service
 from rocksdict import Rdict
 
+from channels.base import Channel, SqliteSentLog
+from channels.console import ConsoleChannel
+from config.escalation_files import load_escalation
+from config.secrets import parse_secrets
+from config.settings import Settings, SettingsError
 from deadlines.escalation_codec import CodecError
-from govclock.escalation_files import load_escalation
-from streams.ack_links import base_url_problems, make_ack_url, parse_secrets
-from streams.app import in_partition
+from escalation.inputs import InputError, effect_input, split_inputs, tick_input
+from escalation.links import base_url_problems, make_ack_url
+from escalation.notifier import LiveNotifier
+from escalation.service import NotifierService
+from escalation.store import WriteBehind
+from metrics.collectors import EscalationCollector
 from streams.bulk import InFlight, bulk_consumer, commit_acknowledged
-from streams.channels.base import Channel, SqliteSentLog
-from streams.channels.console import ConsoleChannel
-from streams.escalation_inputs import InputError, effect_input, split_inputs, tick_input
-from streams.metrics import EscalationCollector
-from streams.notifier import LiveNotifier, NotifierService, WriteBehind
 from streams.publish import batch_records
-from streams.settings import Settings, SettingsError
 from streams.table import rows_table
 from streams.topics import (
     APP_ID,
@@ -69,9 +71,10 @@ from streams.topics import (
     changelog_topic,
     escalation_partition,
 )
+from worker.context import in_partition
 
 if TYPE_CHECKING:
-    from streams.app import Context
+    from worker.context import Context
 
 log = logging.getLogger("govclock.notifier")
 
@@ -145,7 +148,7 @@ def sms_channel(settings: Settings, data_dir: Path) -> tuple[Channel, SqliteSent
     """Twilio when ``GOVCLOCK_TWILIO_ACCOUNT_SID`` is set, else the console (``make run``);
     each with its own durable sent log."""
     if settings.twilio_account_sid:
-        from streams.channels.twilio_sms import TwilioConfig, TwilioSmsChannel
+        from channels.twilio_sms import TwilioConfig, TwilioSmsChannel
 
         token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else ""
         config = TwilioConfig(
@@ -266,7 +269,7 @@ def setup(ctx: Context, *, fresh: bool) -> NotifierService | None:
     def callback_url(partition: int) -> str | None:
         if not twilio or public_url is None:
             return None
-        from streams.channels.twilio_sms import STATUS_CALLBACK_PATH
+        from channels.twilio_sms import STATUS_CALLBACK_PATH
 
         return f"{public_url}{STATUS_CALLBACK_PATH}?p={partition}"
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from streams.runtime import encode_record
+from worker.ledgers import encode_record
 
 if TYPE_CHECKING:
-    from streams.app import Context
+    from worker.context import Context
 
 SWEEP_INTERVAL = 0.2
 

@@ -4,7 +4,10 @@
     python -m dashboards.build --check   # exit 1 if a file differs from a fresh build
 
 The JSON is Grafana's dashboard model (import it in the UI, provision it from a file or
-POST it to /api/dashboards/db), keys sorted, indented by 2, UTF-8.
+POST it to /api/dashboards/db), keys sorted, indented by 2, UTF-8. The builders are
+:mod:`dashboards.oncall`, :mod:`dashboards.compliance` and :mod:`dashboards.pipeline`; every
+metric they query is defined in :mod:`metrics.collectors`. The alert rules are
+``dashboards/alerts.yaml`` with promtool unit tests in ``dashboards/alerts_test.yaml``.
 """
 
 from __future__ import annotations

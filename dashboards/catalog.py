@@ -1,7 +1,7 @@
-"""The metrics govclock exposes, read from :mod:`streams.metrics`, and the names a query uses.
+"""The metrics govclock exposes, read from :mod:`metrics.collectors`, and the names a query uses.
 
 The tests check every dashboard query and alert expression against :func:`exposed` so that
-renaming a metric or a label in streams/metrics.py without updating the dashboards fails.
+renaming a metric or a label in metrics/collectors.py without updating the dashboards fails.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
-from streams.metrics import EscalationCollector, LedgerCollector, Metrics
+from metrics.collectors import EscalationCollector, LedgerCollector, Metrics
 
 #: Sample names Prometheus stores for each metric type (``name`` is the family name).
 _SUFFIXES = {

@@ -30,6 +30,8 @@ TAG = "govclock"
 TIMEZONE = "Asia/Shanghai"
 
 Threshold = tuple[float | None, str]
+#: What a panel function returns and :meth:`Board.add` takes: a panel's builder.
+PanelBuilder = cogbuilder.Builder[models.Panel]
 
 
 def datasource_variable() -> dashboard.DatasourceVariable:

@@ -7,6 +7,7 @@ from grafana_foundation_sdk.builders import dashboard
 from dashboards.common import (
     ON_TIME,
     Board,
+    PanelBuilder,
     bargauge_panel,
     datasource_variable,
     label_variable,
@@ -43,7 +44,14 @@ def compliance() -> dashboard.Dashboard:
             window_variable(),
         ],
     )
-    board.row("In the ledgers now").add(
+    board.row("In the ledgers now").add(*_ledgers_now_panels())
+    board.row("Over time").add(*_over_time_panels())
+    return board.done()
+
+
+def _ledgers_now_panels() -> list[PanelBuilder]:
+    """The "In the ledgers now" row: on-time rates and counts of the obligations held now."""
+    return [
         stat_panel(
             "On-time rate",
             "Met on time / (met + late + missed), over the obligations the ledgers hold now. "
@@ -115,8 +123,12 @@ def compliance() -> dashboard.Dashboard:
                 ["unit\\status", *STATUSES],
             )
         ),
-    )
-    board.row("Over time").add(
+    ]
+
+
+def _over_time_panels() -> list[PanelBuilder]:
+    """The "Over time" row: on-time rates and closings per window, time to fulfil."""
+    return [
         timeseries_panel(
             "On-time rate by unit",
             "At each point: obligations met on time / (met on time + breached) in the "
@@ -182,5 +194,4 @@ def compliance() -> dashboard.Dashboard:
             steps=((None, "green"), (1.0, "red")),
             min_interval="1h",
         ),
-    )
-    return board.done()
+    ]

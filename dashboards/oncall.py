@@ -8,6 +8,7 @@ from dashboards.common import (
     BAD_IF_ANY,
     NEUTRAL,
     Board,
+    PanelBuilder,
     bargauge_panel,
     datasource_variable,
     label_variable,
@@ -41,7 +42,16 @@ def oncall() -> dashboard.Dashboard:
             ),
         ],
     )
-    board.row("Now").add(
+    board.row("Now").add(*_now_panels())
+    board.row("What falls due next").add(*_due_next_panels())
+    board.row("Breaches").add(*_breaches_panels())
+    board.row("Escalations").add(*_escalations_panels())
+    return board.done()
+
+
+def _now_panels() -> list[PanelBuilder]:
+    """The "Now" row: the next deadline and counts at a glance."""
+    return [
         stat_panel(
             "Next deadline in",
             "Time until the nearest pending deadline of the selected units.",
@@ -97,8 +107,12 @@ def oncall() -> dashboard.Dashboard:
             ),
             steps=BAD_IF_ANY,
         ),
-    )
-    board.row("What falls due next").add(
+    ]
+
+
+def _due_next_panels() -> list[PanelBuilder]:
+    """The "What falls due next" row: the nearest deadlines, pending per unit."""
+    return [
         table_panel(
             "Next deadlines",
             "The 10 nearest pending deadlines of the selected units (each worker exports "
@@ -141,8 +155,12 @@ def oncall() -> dashboard.Dashboard:
                 instant=True,
             ),
         ).span(8),
-    )
-    board.row("Breaches").add(
+    ]
+
+
+def _breaches_panels() -> list[PanelBuilder]:
+    """The "Breaches" row: breaches over time and the ones still open."""
+    return [
         timeseries_panel(
             "Breaches by unit",
             "Deadlines breached in each bar's interval (at least an hour), by unit.",
@@ -175,8 +193,12 @@ def oncall() -> dashboard.Dashboard:
                 ["unit", "rule", "Value"],
             )
         ),
-    )
-    board.row("Escalations").add(
+    ]
+
+
+def _escalations_panels() -> list[PanelBuilder]:
+    """The "Escalations" row: delivery states, paging delay, pages to nobody."""
+    return [
         timeseries_panel(
             "Notifications by delivery state",
             "Pages and warnings by state in each bar's interval (all units: notifications "
@@ -262,8 +284,7 @@ def oncall() -> dashboard.Dashboard:
             stacked=True,
             min_interval="1h",
         ),
-    )
-    return board.done()
+    ]
 
 
 def count_table(

@@ -7,6 +7,7 @@ from grafana_foundation_sdk.builders import dashboard
 from dashboards.common import (
     BAD_IF_ANY,
     Board,
+    PanelBuilder,
     datasource_variable,
     organize,
     override,
@@ -34,7 +35,16 @@ def pipeline() -> dashboard.Dashboard:
         "Workers and sweeper, ingest, timeliness of breach detection and paging, delivery.",
         [datasource_variable()],
     )
-    board.row("Workers").add(
+    board.row("Workers").add(*_workers_panels())
+    board.row("Ingest").add(*_ingest_panels())
+    board.row("Timeliness").add(*_timeliness_panels())
+    board.row("Delivery").add(*_delivery_panels())
+    return board.done()
+
+
+def _workers_panels() -> list[PanelBuilder]:
+    """The "Workers" row: readiness, sweeper heartbeats, rejected inputs."""
+    return [
         stat_panel(
             "Workers ready",
             "Workers whose tables are recovered and ledgers rebuilt, of all workers scraped.",
@@ -82,8 +92,12 @@ def pipeline() -> dashboard.Dashboard:
         )
         .min(0)
         .max(1),
-    )
-    board.row("Ingest").add(
+    ]
+
+
+def _ingest_panels() -> list[PanelBuilder]:
+    """The "Ingest" row: events accepted and rejected, silent sources, effects."""
+    return [
         timeseries_panel(
             "Events ingested, by type",
             "Events accepted by ingest per second.",
@@ -140,8 +154,12 @@ def pipeline() -> dashboard.Dashboard:
             unit="ops",
             stacked=True,
         ),
-    )
-    board.row("Timeliness").add(
+    ]
+
+
+def _timeliness_panels() -> list[PanelBuilder]:
+    """The "Timeliness" row: breach detection, first page and wake lag."""
+    return [
         timeseries_panel(
             "Breach detection delay (rolling 1 h)",
             "From a deadline to the sweeper noticing its breach: p50 and p99 of the breaches "
@@ -201,8 +219,12 @@ def pipeline() -> dashboard.Dashboard:
             unit="s",
             steps=((None, "green"), (1.0, "orange"), (5.0, "red")),
         ).span(8),
-    )
-    board.row("Delivery").add(
+    ]
+
+
+def _delivery_panels() -> list[PanelBuilder]:
+    """The "Delivery" row: notifications by channel and state, failure ratio."""
+    return [
         timeseries_panel(
             "Notifications, by channel and state",
             "Notifications per second by channel (sms, voice, …) and delivery state.",
@@ -221,5 +243,4 @@ def pipeline() -> dashboard.Dashboard:
             unit="percentunit",
             steps=FAILED_RATIO,
         ),
-    )
-    return board.done()
+    ]

@@ -1,6 +1,6 @@
 """PromQL used by more than one panel: selectors with the dashboard variables, on-time rates.
 
-Metric names and labels are those of :mod:`streams.metrics` (tests/test_dashboards.py checks
+Metric names and labels are those of :mod:`metrics.collectors` (tests/test_dashboards.py checks
 every name). ``govclock_obligations`` is the ledgers' state at scrape time (statuses
 pending, paused, met, late, missed, unverifiable, cancelled); the counters count what
 happened.

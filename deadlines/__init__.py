@@ -1,0 +1,1 @@
+"""The pure deadline core: rules, calendars, ledgers, escalation decisions; no I/O."""

@@ -7,7 +7,7 @@ make-up working day (调休) that falls on a Saturday or Sunday, as set each yea
 Council notice.
 
 Holiday tables come from the ``chinese_calendar`` package (2004–2026) and from files loaded by
-operators (:mod:`govclock.calendar_files`). For a year without a table the calendar *assumes*
+operators (:mod:`config.calendar_files`). For a year without a table the calendar *assumes*
 weekends off plus the fixed-date statutory holidays (Jan 1, May 1–2, Oct 1–3) and says so: every
 computation returns an ``assumed`` flag.
 

@@ -44,465 +44,43 @@ Timeline semantics (times are integer epoch seconds):
 
 Every action has a deterministic key (obligation, step, level, person, attempt), so replaying
 the same inputs yields the same keys and the shell can deliver at least once, idempotently.
+
+This module holds the decisions and the sending they share. The policy file and the
+:class:`~deadlines.escalation_policy.PolicyBook` are :mod:`deadlines.escalation_policy`, the
+state and the actions :mod:`deadlines.escalation_state`, the texts and the same-text guard
+:mod:`deadlines.escalation_texts`.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import date
-from typing import Annotated, Any, Literal
+from collections.abc import Sequence
+from dataclasses import replace
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    ValidationError,
-    field_validator,
-    model_validator,
+from deadlines.escalation_policy import PolicyBook, Target
+from deadlines.escalation_state import (
+    ACKED,
+    BREACHED,
+    DELIVERY_FAILED,
+    DELIVERY_OK,
+    STOPPED,
+    WARNED,
+    WATCHING,
+    Ack,
+    Action,
+    Contact,
+    EscalationState,
+    NoOnCall,
+    Notify,
+    Sent,
 )
+from deadlines.escalation_texts import compose, day_and_time, guard_text
+from deadlines.obligations import Effect
+from deadlines.roster import Person, Roster, mask_phone
 
-from deadlines.calendar import day_of
-from deadlines.ledger import Effect
-from deadlines.roster import (
-    EMERGENCY_OFFICE,
-    Person,
-    Roster,
-    mask_phone,
-)
-from deadlines.spec_errors import describe_errors
-
-__all__ = [
-    "ACK_URL",
-    "MAX_TEXT_CHARS",
-    "OWNER",
-    "Action",
-    "EscalationState",
-    "NoOnCall",
-    "Notify",
-    "Policy",
-    "PolicyBook",
-    "PolicyError",
-    "PolicySetSpec",
-    "Target",
-    "build_policies",
-    "guard_text",
-    "next_wake",
-    "on_ack",
-    "on_delivery",
-    "on_effect",
-    "parse_policies",
-    "policy_problems",
-    "start",
-    "tick",
-]
-
-#: The target unit that means "the unit that owns the obligation".
-OWNER = "owner"
-#: The placeholder the shell replaces with a signed acknowledgement link.
-ACK_URL = "{ack_url}"
-#: One UCS-2 SMS segment; texts are kept within it, not counting the ack link.
-MAX_TEXT_CHARS = 70
-DAY = 86_400
-
-# Stages of an escalation.
-WATCHING = "watching"
-WARNED = "warned"
-BREACHED = "breached"
-ACKED = "acknowledged"
-STOPPED = "stopped"
+__all__ = ["next_wake", "on_ack", "on_delivery", "on_effect", "start", "tick"]
 
 _FULFILLED = frozenset({"met", "late", "unverifiable"})
 _MISSED = "missed"
-#: Delivery reports: these mean "on its way or there" …
-DELIVERY_OK = frozenset(
-    {"queued", "accepted", "scheduled", "sending", "sent", "delivered", "read", "completed"}
-)
-#: … and these mean "did not reach the person": fall back at once.
-DELIVERY_FAILED = frozenset({"failed", "undelivered", "busy", "no-answer", "canceled"})
-
-
-# ---------------------------------------------------------------------------------------
-# The policy document
-
-
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-RuleId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
-UnitRef = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^\S+$")]
-Channel = Literal["sms", "voice"]
-
-
-class TargetSpec(_Spec):
-    unit: UnitRef = Field(
-        default=OWNER,
-        description=f"{OWNER} (the obligation's unit), {EMERGENCY_OFFICE}, or a unit id.",
-    )
-    level: int = Field(default=1, ge=1, le=9, description="The roster level of that unit.")
-
-
-class RungSpec(_Spec):
-    notify: list[TargetSpec] = Field(min_length=1)
-
-
-def _unique_channels(value: list[str] | None) -> list[str] | None:
-    if value is not None:
-        dup = [c for i, c in enumerate(value) if c in value[:i]]
-        if dup:
-            raise ValueError(f"{dup[0]!r} is listed twice")
-    return value
-
-
-class PolicyFields(_Spec):
-    """The fields of a policy; in ``overrides`` every field is optional (layered)."""
-
-    warn: list[TargetSpec] | None = Field(default=None, description="Told at each warning.")
-    breach: list[RungSpec] | None = Field(
-        default=None, min_length=1, description="The ladder: rung 1, 2, … paged in turn."
-    )
-    channels: list[Channel] | None = Field(
-        default=None, min_length=1, description="Channels in fallback order."
-    )
-    # Minutes; fractions are allowed (0.1 = 6 s) for tests and drills, down to 3 s.
-    repeat_minutes: float | None = Field(default=None, ge=0.05, le=24 * 60)
-    max_repeats: int | None = Field(default=None, ge=0, le=20)
-    escalate_after_minutes: float | None = Field(default=None, ge=0.05, le=7 * 24 * 60)
-
-    _channels = field_validator("channels")(_unique_channels)
-
-
-class DefaultPolicySpec(PolicyFields):
-    warn: list[TargetSpec] | None = Field(default_factory=lambda: [TargetSpec()])
-    breach: list[RungSpec] | None = Field(
-        default_factory=lambda: [
-            RungSpec(notify=[TargetSpec(), TargetSpec(unit=EMERGENCY_OFFICE)]),
-            RungSpec(notify=[TargetSpec(level=2)]),
-        ],
-        min_length=1,
-    )
-    channels: list[Channel] | None = Field(
-        default_factory=lambda: list[Channel](["sms", "voice"]), min_length=1
-    )
-    repeat_minutes: float | None = Field(default=30, ge=0.05, le=24 * 60)
-    max_repeats: int | None = Field(default=3, ge=0, le=20)
-    escalate_after_minutes: float | None = Field(default=60, ge=0.05, le=7 * 24 * 60)
-
-    @model_validator(mode="after")
-    def _complete(self) -> DefaultPolicySpec:
-        missing = [n for n in PolicyFields.model_fields if getattr(self, n) is None]
-        if missing:
-            raise ValueError(f"the default policy cannot leave {', '.join(missing)} empty")
-        return self
-
-
-class Match(_Spec):
-    rule: RuleId | None = None
-    unit: UnitRef | None = None
-
-    @model_validator(mode="after")
-    def _something(self) -> Match:
-        if self.rule is None and self.unit is None:
-            raise ValueError("give rule, unit or both")
-        return self
-
-
-class PolicyOverride(PolicyFields):
-    match: Match
-
-    @model_validator(mode="after")
-    def _no_nulls(self) -> PolicyOverride:
-        empty = sorted(n for n in self.model_fields_set if getattr(self, n) is None)
-        if empty:
-            raise ValueError(f"{', '.join(empty)}: give a value or leave the key out")
-        return self
-
-
-class PolicySetSpec(_Spec):
-    name: str = Field(min_length=1, description="A name for the policy set.")
-    description: str | None = None
-    short_names: dict[RuleId, Annotated[str, StringConstraints(min_length=1, max_length=12)]] = (
-        Field(default_factory=dict, description="Rule id -> short name used in messages.")
-    )
-    default: DefaultPolicySpec = Field(default_factory=DefaultPolicySpec)
-    overrides: list[PolicyOverride] = Field(default_factory=list)
-
-    @field_validator("overrides")
-    @classmethod
-    def _distinct(cls, items: list[PolicyOverride]) -> list[PolicyOverride]:
-        seen: dict[tuple[str | None, str | None], int] = {}
-        for i, item in enumerate(items):
-            key = (item.match.rule, item.match.unit)
-            if key in seen:
-                raise ValueError(
-                    f"overrides[{i}] and overrides[{seen[key]}] have the same match "
-                    f"(rule={key[0]}, unit={key[1]}); merge them"
-                )
-            seen[key] = i
-        return items
-
-
-class PolicyError(ValueError):
-    """A malformed policy file: the message names the file and the field."""
-
-
-def parse_policies(data: object, source: str) -> PolicySetSpec:
-    try:
-        return PolicySetSpec.model_validate(data)
-    except ValidationError as exc:
-        raise PolicyError(describe_errors(exc, data, source)) from None
-
-
-# ---------------------------------------------------------------------------------------
-# Compiled policies
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    unit: str  # OWNER, EMERGENCY_OFFICE or a unit id
-    level: int
-
-    def resolve(self, owner: str) -> str:
-        return owner if self.unit == OWNER else self.unit
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """One escalation policy, compiled; an obligation keeps the one it opened under."""
-
-    name: str  # which layers made it: "default", "default+rule:first_release_5h", …
-    warn: tuple[Target, ...]
-    breach: tuple[tuple[Target, ...], ...]  # rung k is breach[k - 1]
-    channels: tuple[str, ...]
-    repeat_seconds: int
-    max_repeats: int
-    escalate_after_seconds: int
-
-
-def _targets(specs: Sequence[TargetSpec]) -> tuple[Target, ...]:
-    return tuple(Target(t.unit, t.level) for t in specs)
-
-
-def _compile(name: str, fields: Mapping[str, Any]) -> Policy:
-    spec = DefaultPolicySpec.model_validate(fields)
-    assert spec.warn is not None and spec.breach is not None and spec.channels is not None
-    assert spec.repeat_minutes is not None and spec.max_repeats is not None
-    assert spec.escalate_after_minutes is not None
-    return Policy(
-        name=name,
-        warn=_targets(spec.warn),
-        breach=tuple(_targets(r.notify) for r in spec.breach),
-        channels=tuple(spec.channels),
-        repeat_seconds=round(spec.repeat_minutes * 60),
-        max_repeats=spec.max_repeats,
-        escalate_after_seconds=round(spec.escalate_after_minutes * 60),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class PolicyBook:
-    """The default policy, the overrides by rule and/or unit, and the messages' short names."""
-
-    source: str
-    name: str
-    default: Mapping[str, Any]  # the default's fields
-    overrides: Mapping[tuple[str | None, str | None], Mapping[str, Any]]  # (rule, unit) -> set
-    short_names: Mapping[str, str]
-    _memo: dict[tuple[str, str], Policy] = field(default_factory=dict, compare=False, repr=False)
-
-    def policy_for(self, rule_id: str, unit: str) -> Policy:
-        """The default, then the unit's override, then the rule's, then the rule-and-unit
-        one, each replacing the fields it sets."""
-        memo = self._memo.get((rule_id, unit))
-        if memo is not None:
-            return memo
-        fields = dict(self.default)
-        names = ["default"]
-        for key, label in (
-            ((None, unit), f"unit:{unit}"),
-            ((rule_id, None), f"rule:{rule_id}"),
-            ((rule_id, unit), f"rule:{rule_id}+unit:{unit}"),
-        ):
-            layer = self.overrides.get(key)
-            if layer is not None:
-                fields.update(layer)
-                names.append(label)
-        policy = _compile("+".join(names), fields)
-        if len(self._memo) < 10_000:
-            self._memo[(rule_id, unit)] = policy
-        return policy
-
-    def short_name(self, rule_id: str, title: str | None = None) -> str:
-        """The rule's name in messages: configured, else the Chinese head of its title."""
-        name = self.short_names.get(rule_id)
-        if name:
-            return name
-        if title:
-            head = re.split(r"[A-Za-z(]", title, maxsplit=1)[0].replace(" ", "").strip()
-            if head:
-                return head if len(head) <= 10 else head[:9] + "…"
-        return rule_id
-
-
-def build_policies(spec: PolicySetSpec, source: str) -> PolicyBook:
-    """Compile a validated policy document; each layered policy is checked once here."""
-    default = spec.default.model_dump(exclude={"match"})
-    overrides = {
-        (o.match.rule, o.match.unit): o.model_dump(exclude_unset=True, exclude={"match"})
-        for o in spec.overrides
-    }
-    book = PolicyBook(source, spec.name, default, overrides, dict(spec.short_names))
-    for i, o in enumerate(spec.overrides):
-        try:  # every layering this override takes part in must make a valid policy
-            book.policy_for(o.match.rule or "\x00rule", o.match.unit or "\x00unit")
-        except ValidationError as exc:
-            raise PolicyError(f"{source}: overrides[{i}]: {exc}") from None
-    return book
-
-
-def policy_problems(book: PolicyBook, roster: Roster) -> list[str]:
-    """Targets of the default and the overrides that name a unit the roster does not have
-    (each page would be a :class:`NoOnCall`). A level the roster lacks is not a problem: that
-    target is skipped, and a rung with no level left is the top of the ladder."""
-    out: list[str] = []
-    layers: list[tuple[str, Mapping[str, Any]]] = [("default", book.default)]
-    layers += [(f"overrides (rule={r}, unit={u})", f) for (r, u), f in book.overrides.items()]
-    for where, fields in layers:
-        groups = [("warn", fields.get("warn") or [])]
-        groups += [
-            (f"breach[{i}].notify", rung["notify"])
-            for i, rung in enumerate(fields.get("breach") or [])
-        ]
-        for what, targets in groups:
-            for j, t in enumerate(targets):
-                unit = t.get("unit", OWNER)
-                if unit != OWNER and not roster.has_unit(unit):
-                    out.append(
-                        f"{book.source}: {where}: {what}[{j}].unit: {unit!r} is not in the "
-                        f"roster {roster.source}"
-                    )
-    return out
-
-
-# ---------------------------------------------------------------------------------------
-# Actions and state
-
-
-@dataclass(frozen=True, slots=True)
-class Notify:
-    """Send ``text`` to one person on one channel; deliver at least once, dedup by ``key``."""
-
-    key: str  # obligation|step|L<level>|person|attempt
-    obligation_id: str
-    step: str  # warn@<point>, breach@<due>#<repeat>
-    kind: str  # warned, breached, repeat, escalated, fallback
-    level: int  # the escalation rung (warnings: 1)
-    unit: str  # the roster unit the person answers for
-    unit_level: int  # the level in that unit
-    person_id: str
-    phone: str = field(repr=False)  # E.164; log masked_phone instead
-    masked_phone: str
-    channel: str
-    text: str  # contains ACK_URL for the shell to fill
-    at: int
-    attempt: int  # position in the fallback chain (0: first choice)
-
-    def render(self, ack_url: str) -> str:
-        return self.text.replace(ACK_URL, ack_url)
-
-
-@dataclass(frozen=True, slots=True)
-class NoOnCall:
-    """Nobody can be told: a target with nobody on call, or every delivery failed. An alert."""
-
-    key: str
-    obligation_id: str
-    step: str
-    level: int
-    unit: str
-    unit_level: int
-    at: int
-    reason: str
-
-
-Action = Notify | NoOnCall
-
-
-@dataclass(frozen=True, slots=True)
-class Contact:
-    person_id: str
-    phone: str = field(repr=False)
-    channel: str
-
-
-@dataclass(frozen=True, slots=True)
-class Sent:
-    """One message in the state's sent log (with its fallback chain and delivery status)."""
-
-    key: str
-    step: str
-    kind: str
-    level: int
-    unit: str
-    unit_level: int
-    attempt: int
-    chain: tuple[Contact, ...] = field(repr=False)
-    text: str
-    at: int
-    status: str = "pending"
-
-    @property
-    def contact(self) -> Contact:
-        return self.chain[self.attempt]
-
-
-@dataclass(frozen=True, slots=True)
-class Ack:
-    stage: str  # the breach id it belongs to ("" before any breach)
-    level: int
-    person_id: str
-    at: int
-
-
-#: One audit line: (at, what, detail). Phone numbers only masked.
-LogEntry = tuple[int, str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class EscalationState:
-    """Everything escalation knows about one obligation; immutable (functions return copies)."""
-
-    obligation_id: str
-    rule_id: str
-    subject_id: str
-    unit: str
-    opened_at: int
-    due_at: int
-    policy: Policy  # frozen when the state was started
-    short_name: str
-    stage: str = WATCHING
-    terminal: bool = False  # fulfilled: nothing ever again
-    breach_id: str = ""  # "breach@<due>" of the current or last breach
-    level: int = 0  # the current rung (0 before a breach)
-    level_since: int | None = None
-    repeats: int = 0  # repeats sent at the current rung
-    repeat_at: int | None = None
-    escalate_at: int | None = None
-    acks: tuple[Ack, ...] = ()
-    sent: tuple[Sent, ...] = ()
-    log: tuple[LogEntry, ...] = ()
-    seen: tuple[str, ...] = ()  # effect keys applied
-
-    @property
-    def acked_levels(self) -> frozenset[int]:
-        """The rungs acknowledged in the current breach."""
-        return frozenset(a.level for a in self.acks if a.stage == self.breach_id and a.stage)
-
-    def note(self, at: int, what: str, detail: str = "") -> EscalationState:
-        return replace(self, log=(*self.log, (at, what, detail)))
 
 
 def start(effect: Effect, book: PolicyBook, *, title: str | None = None) -> EscalationState:
@@ -523,94 +101,6 @@ def start(effect: Effect, book: PolicyBook, *, title: str | None = None) -> Esca
         short_name=book.short_name(effect.rule_id, title),
     )
     return state.note(effect.at, "policy", f"{book.name}: {policy.name}")
-
-
-# ---------------------------------------------------------------------------------------
-# Texts
-
-
-def _hm(t: int) -> str:
-    s = (t + 8 * 3600) % DAY
-    return f"{s // 3600:02d}:{s % 3600 // 60:02d}"
-
-
-def _when(t: int) -> str:
-    d = date.fromordinal(day_of(t))
-    return f"{d.month}月{d.day}日{_hm(t)}"
-
-
-def _left(seconds: int) -> str:
-    minutes = max(seconds, 0) // 60
-    days, rest = divmod(minutes, 24 * 60)
-    hours, mins = divmod(rest, 60)
-    if days:
-        return f"{days}天{hours}小时" if hours else f"{days}天"
-    if hours:
-        return f"{hours}小时{mins}分" if mins else f"{hours}小时"
-    return f"{mins}分钟"
-
-
-def _fit(make: Callable[[str, str], str], name: str, subject: str) -> str:
-    """Shorten the subject, then the name, until the text (without the link) fits."""
-
-    def size(text: str) -> int:
-        return len(text.replace(ACK_URL, ""))
-
-    text = make(name, subject)
-    while size(text) > MAX_TEXT_CHARS and len(subject) > 6:
-        subject = subject[: max(5, len(subject) - (size(text) - MAX_TEXT_CHARS) - 1)] + "…"
-        text = make(name, subject)
-    while size(text) > MAX_TEXT_CHARS and len(name) > 4:
-        name = name[:-2] + "…"
-        text = make(name, subject)
-    return text
-
-
-def compose(state: EscalationState, kind: str, now: int, level: int = 1, repeat: int = 0) -> str:
-    """The message for a warning, breach, repeat or escalation, within MAX_TEXT_CHARS where
-    the subject and name allow it (the ack link is extra). The send time is always in it."""
-    due, sent = _when(state.due_at), _hm(now)
-    tail = f"{sent}发 确认{ACK_URL}"
-    if kind == "warned":
-
-        def make(n: str, s: str) -> str:
-            return f"【政务时限】{n}·{s}:北京时间{due}到期,剩{_left(state.due_at - now)}。{tail}"
-
-    elif kind == "escalated":
-
-        def make(n: str, s: str) -> str:
-            return f"【政务时限·{level}级】{n}·{s}:已超北京时间{due}时限,未获确认,请督办。{tail}"
-
-    elif kind == "repeat":
-
-        def make(n: str, s: str) -> str:
-            return f"【政务时限】第{repeat + 1}次:{n}·{s}:已超北京时间{due}时限,未获确认。{tail}"
-
-    else:
-
-        def make(n: str, s: str) -> str:
-            return f"【政务时限】{n}·{s}:已超北京时间{due}时限,请立即处置。{tail}"
-
-    return _fit(make, state.short_name, state.subject_id)
-
-
-def guard_text(
-    history: Iterable[tuple[str, str, int]], phone: str, text: str, now: int
-) -> tuple[str | None, str]:
-    """Never the same text three times in 24 h to one number.
-
-    ``history`` holds (phone, text, at) of messages sent. Returns the text to send (the same,
-    or varied with a ``(#n)`` marker before the link) and why it was varied; or None and why
-    it was dropped."""
-    recent = [t for p, t, at in history if p == phone and now - DAY < at <= now]
-    if recent.count(text) < 2:
-        return text, ""
-    head, sep, rest = text.rpartition(" 确认")
-    for n in range(2, 10):
-        varied = f"{head}(#{n}){sep}{rest}" if sep else f"{text}(#{n})"
-        if recent.count(varied) < 2:
-            return varied, f"same text twice to {mask_phone(phone)} in 24 h: varied (#{n})"
-    return None, f"same text twice to {mask_phone(phone)} in 24 h and no variant left: dropped"
 
 
 # ---------------------------------------------------------------------------------------
@@ -736,7 +226,7 @@ def _page(
         chain = _chain(people, state.policy.channels)
         if not chain:
             why = (
-                f"nobody on call for {unit} level {target.level} at {_when(now)}"
+                f"nobody on call for {unit} level {target.level} at {day_and_time(now)}"
                 if not people
                 else f"nobody on call for {unit} level {target.level} has a channel of "
                 f"{', '.join(state.policy.channels)}"
@@ -861,7 +351,9 @@ def _warn(
     state: EscalationState, effect: Effect, roster: Roster, now: int, out: list[Action]
 ) -> EscalationState:
     if now >= state.due_at:
-        return state.note(now, "skip", f"warning at {_when(effect.at)} came after the deadline")
+        return state.note(
+            now, "skip", f"warning at {day_and_time(effect.at)} came after the deadline"
+        )
     if not state.policy.warn:
         return replace(state, stage=WARNED)
     step = f"warn@{effect.at}"

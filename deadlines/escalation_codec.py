@@ -35,14 +35,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from deadlines.escalation import (
-    Ack,
-    Contact,
-    EscalationState,
-    Policy,
-    Sent,
-    Target,
-)
+from deadlines.escalation_policy import Policy, Target
+from deadlines.escalation_state import Ack, Contact, EscalationState, Sent
 
 __all__ = ["CODEC_VERSION", "CodecError", "decode_state", "encode_state"]
 

@@ -14,6 +14,10 @@ the trigger arrives; fulfilment is judged by ``published_at``, never by arrival.
 
 Times are integer epoch seconds. Deadlines of day windows are the last second (23:59:59,
 Asia/Shanghai) of the last day; a publication is in time if ``published_at <= due_at``.
+
+The records (:class:`~deadlines.obligations.Obligation`, ``Subject``, ``Effect``) and the
+status and effect names are in :mod:`deadlines.obligations`; computing an obligation's
+window and judging its evidence, in :mod:`deadlines.windows`.
 """
 
 from __future__ import annotations
@@ -22,213 +26,34 @@ import heapq
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
-from deadlines.calendar import WorkCalendar, day_end, day_of, day_start
-from deadlines.rules import Pack, Rule, RuleBook
-from deadlines.timefmt import rfc3339
-from schemas.events import OWN_REF_FIELDS, TIME_FIELD, Event
-
-# Obligation statuses.
-PENDING = "pending"
-PAUSED = "paused"
-MET = "met"
-LATE = "late"
-MISSED = "missed"
-UNVERIFIABLE = "unverifiable"
-CANCELLED = "cancelled"
-STATUSES = (PENDING, PAUSED, MET, LATE, MISSED, UNVERIFIABLE, CANCELLED)
-OPEN_STATUSES = frozenset({PENDING, PAUSED, MISSED})
-FULFILLED_STATUSES = frozenset({MET, LATE, UNVERIFIABLE})
-
-# Effect (and timeline) kinds.
-OPENED = "opened"
-WARNED = "warned"
-BREACHED = "breached"
-FULFILLED = {MET: "met", LATE: "late", UNVERIFIABLE: "unverifiable"}
-PAUSED_FX = "paused"
-RESUMED = "resumed"
-RESTARTED = "restarted"
-EXTENDED = "extended"
-REJECTED = "rejected"
-CANCELLED_FX = "cancelled"
-REOPENED = "reopened"
-RESCHEDULED = "rescheduled"
-EFFECT_KINDS = (
-    OPENED,
-    WARNED,
+from deadlines.calendar import WorkCalendar, day_of, day_start
+from deadlines.obligations import (
     BREACHED,
-    "met",
-    "late",
-    "unverifiable",
-    PAUSED_FX,
-    RESUMED,
-    RESTARTED,
-    EXTENDED,
-    REJECTED,
+    CANCELLED,
     CANCELLED_FX,
+    FULFILLED_STATUSES,
+    MISSED,
+    OPENED,
+    PENDING,
+    REJECTED,
     REOPENED,
     RESCHEDULED,
+    UNIT_REF,
+    WARNED,
+    ClockEvent,
+    Effect,
+    Evidence,
+    Obligation,
+    Subject,
 )
+from deadlines.rules import Pack, Rule, RuleBook
+from deadlines.timefmt import rfc3339
+from deadlines.windows import judge, reschedule, window_end
+from schemas.events import OWN_REF_FIELDS, TIME_FIELD, Event
 
 _INCIDENT_TYPES = frozenset({"incident.reported", "incident.updated"})
-_UNIT = "unit"
-
-
-class Effect(NamedTuple):
-    """Something that happened to an obligation; ``key`` is deterministic (idempotent)."""
-
-    kind: str
-    obligation_id: str
-    rule_id: str
-    subject_id: str
-    unit: str
-    at: int  # when it happened (the warning point or deadline for warned/breached)
-    due_at: int
-    status: str
-    event_id: str | None = None
-    detail: str = ""
-    detected_at: int | None = None  # for warned/breached: the tick that noticed it
-
-    @property
-    def key(self) -> str:
-        return f"{self.obligation_id}|{self.kind}|{self.at}|{self.event_id or ''}"
-
-
-#: One audit entry: (at, kind, event_id, detail).
-TimelineEntry = tuple[int, str, str | None, str]
-#: One publication remembered by a subject: (published_at, event_id, kind, date_only, url).
-Evidence = tuple[int, str, str, bool, str]
-#: One clock event remembered by a subject: (at, event_id, type, date_only, working_days).
-ClockEvent = tuple[int, str, str, bool, int]
-
-
-class Obligation:
-    """One duty opened by one trigger under one frozen rule version."""
-
-    __slots__ = (
-        "calendar_assumed",
-        "due_at",
-        "fulfilled_at",
-        "fulfilled_by",
-        "fulfilled_date_only",
-        "home",
-        "opened_at",
-        "opened_by",
-        "opened_date_only",
-        "rule",
-        "start",
-        "status",
-        "subject_id",
-        "timeline",
-        "unit",
-        "unit_kind",
-        "wake",
-        "warned_until",
-    )
-
-    def __init__(
-        self,
-        rule: Rule,
-        subject_id: str,
-        unit: str,
-        unit_kind: str,
-        home: str,
-        opened_at: int,
-        opened_date_only: bool,
-        opened_by: str,
-    ) -> None:
-        self.rule = rule
-        self.subject_id = subject_id
-        self.unit = unit
-        self.unit_kind = unit_kind
-        self.home = home
-        self.opened_at = opened_at
-        self.opened_date_only = opened_date_only
-        self.opened_by = opened_by
-        self.start = opened_at
-        self.due_at = opened_at
-        self.status = PENDING
-        self.fulfilled_at: int | None = None
-        self.fulfilled_by: str | None = None
-        self.fulfilled_date_only = False
-        self.calendar_assumed = False
-        self.warned_until = opened_at
-        self.wake: int | None = None  # the wheel slot it is filed under, if any
-        self.timeline: tuple[TimelineEntry, ...] = ()  # after the opening, oldest first
-
-    @property
-    def id(self) -> str:
-        return f"{self.rule.id}:{self.subject_id}"
-
-    def log(self, at: int, kind: str, event_id: str | None, detail: str = "") -> None:
-        self.timeline += ((at, kind, event_id, detail),)
-
-    def full_timeline(self) -> list[TimelineEntry]:
-        """The audit trail, oldest first, including the opening."""
-        opened: TimelineEntry = (self.opened_at, OPENED, self.opened_by, "")
-        return sorted([opened, *self.timeline], key=lambda e: e[0])  # stable
-
-    def warning_times(self) -> list[int]:
-        """The warning points of the current window, in order, strictly inside it."""
-        rule, start, due = self.rule, self.start, self.due_at
-        out = [start + int((due - start) * f) for f in rule.warn_fractions]
-        for b in rule.warn_before:
-            out.append(due - b)
-        if rule.warn_day_offsets:
-            day0 = day_start(day_of(due))
-            for o in rule.warn_day_offsets:
-                out.append(day0 + o)
-        if len(out) > 1:
-            out.sort()
-        return [t for t in out if start < t < due]
-
-    def next_wake(self) -> int | None:
-        """When the sweeper must look at this obligation next (None: nothing to wait for)."""
-        if self.status != PENDING:
-            return None
-        # The earliest warning point after the last one handled, else just past the deadline
-        # (the same points as warning_times(), without building the list).
-        rule, start, due, after = self.rule, self.start, self.due_at, self.warned_until
-        lo = after if after > start else start
-        best = due + 1
-        for f in rule.warn_fractions:
-            t = start + int((due - start) * f)
-            if lo < t < best and t < due:
-                best = t
-        for b in rule.warn_before:
-            t = due - b
-            if lo < t < best:
-                best = t
-        if rule.warn_day_offsets:
-            day0 = day_start(day_of(due))
-            for o in rule.warn_day_offsets:
-                t = day0 + o
-                if lo < t < best and t < due:
-                    best = t
-        return best
-
-
-class Subject:
-    """Everything the ledger knows about one identifier."""
-
-    __slots__ = ("clock", "evidence", "facts", "key", "obligations", "seen", "triggers")
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-        self.seen: tuple[str, ...] = ()  # event ids applied here (few per subject)
-        self.facts: Any = None  # the latest incident report/update for incident subjects
-        self.triggers: list[Any] | None = None  # triggers whose rules read the facts
-        # Tuples, not lists: smaller, and the collector stops tracking tuples of atoms.
-        self.evidence: tuple[Evidence, ...] = ()
-        self.clock: tuple[ClockEvent, ...] = ()
-        self.obligations: list[Obligation] | None = None
-
-    def find(self, rule_id: str, subject_id: str) -> Obligation | None:
-        for ob in self.obligations or ():
-            if ob.subject_id == subject_id and ob.rule.id == rule_id:
-                return ob
-        return None
 
 
 def instant(value: datetime | date) -> tuple[int, bool]:
@@ -325,7 +150,7 @@ class Ledger:
         if unit not in self.units:
             self.units[unit] = self.book.pack_for(unit)
             self._new_units.append(unit)
-            key = f"{_UNIT}={unit}"
+            key = f"{UNIT_REF}={unit}"
             if key not in self.subjects and self.owns(key):
                 self.subjects[key] = Subject(key)
                 self.dirty.add(key)
@@ -353,7 +178,7 @@ class Ledger:
             subject.evidence += (item,)
             for ob in subject.obligations or ():
                 if ob.rule.ref == ref and event.kind in ob.rule.evidence_kinds:
-                    self._judge(subject, ob, fx)
+                    judge(subject, ob, fx)
         pack = self.units[event.unit]
         clock_rules = pack.by_clock_event.get(etype)
         if clock_rules is not None:
@@ -439,11 +264,11 @@ class Ledger:
         if ob.status == CANCELLED:
             ob.status = PENDING
             ob.opened_at, ob.opened_date_only = start, start_date_only
-            self._reschedule(subject, ob)
+            reschedule(subject, ob, self.calendar, self.clock)
             at = self._arrival(trig)
             ob.log(at, REOPENED, trig.event_id, "trigger holds again")
-            fx.append(self._effect(ob, REOPENED, at, trig.event_id))
-            self._judge(subject, ob, fx)
+            fx.append(ob.effect(REOPENED, at, trig.event_id))
+            judge(subject, ob, fx)
             self._schedule(ob)
         elif (start, trig.event_id) != (ob.opened_at, ob.opened_by) and (
             trig.type in _INCIDENT_TYPES or trig.event_id == ob.opened_by or earlier
@@ -454,12 +279,12 @@ class Ledger:
                 ob.opened_by = trig.event_id
             ob.opened_at, ob.opened_date_only = start, start_date_only
             old_due = ob.due_at
-            self._reschedule(subject, ob)
+            reschedule(subject, ob, self.calendar, self.clock)
             if ob.due_at != old_due:
                 detail = f"window start moved; due {rfc3339(old_due)} -> {rfc3339(ob.due_at)}"
                 ob.log(_event_at(trig), RESCHEDULED, trig.event_id, detail)
-                fx.append(self._effect(ob, RESCHEDULED, _event_at(trig), trig.event_id, detail))
-            self._judge(subject, ob, fx)
+                fx.append(ob.effect(RESCHEDULED, _event_at(trig), trig.event_id, detail))
+            judge(subject, ob, fx)
             self._schedule(ob)
 
     def _open(
@@ -483,13 +308,13 @@ class Ledger:
             start_date_only,
             trig.event_id,
         )
-        for step, action, note in self._reschedule(subject, ob):
+        for step, action, note in reschedule(subject, ob, self.calendar, self.clock):
             ob.log(step[0], action, step[1], note)  # clock events that arrived before the trigger
         if subject.obligations is None:
             subject.obligations = []
         subject.obligations.append(ob)
-        fx.append(self._effect(ob, OPENED, start, trig.event_id))
-        self._judge(subject, ob, fx)
+        fx.append(ob.effect(OPENED, start, trig.event_id))
+        judge(subject, ob, fx)
         self._schedule(ob)
         return ob
 
@@ -500,7 +325,7 @@ class Ledger:
             ob.status = CANCELLED
             at = self._arrival(trig)
             ob.log(at, CANCELLED_FX, trig.event_id, why)
-            fx.append(self._effect(ob, CANCELLED_FX, at, trig.event_id, why))
+            fx.append(ob.effect(CANCELLED_FX, at, trig.event_id, why))
 
     def _arrival(self, trig: Any) -> int:
         """When a re-evaluation happened: the ledger's clock, or the trigger's own time if
@@ -508,146 +333,18 @@ class Ledger:
         at = _event_at(trig)
         return at if self.clock is None or at > self.clock else self.clock
 
-    # -- windows ----------------------------------------------------------------------
-
-    def _window_end(self, ob: Obligation, start: int) -> tuple[int, bool]:
-        """The deadline of a window starting at ``start``, and whether it rests on an
-        assumed (not yet published) holiday calendar."""
-        window = ob.rule.window
-        if window.hours is not None:
-            return start + int(window.hours * 3600), False
-        if window.working_days is not None:
-            day, assumed = self.calendar.add_working_days_ord(day_of(start), window.working_days)
-            return day_end(day), assumed
-        if window.same_day:
-            return day_end(day_of(start)), False
-        mmdd = window.by_unit_kind.get(ob.unit_kind, window.fixed_date)  # type: ignore[call-overload]
-        assert mmdd is not None
-        year = date.fromordinal(day_of(start)).year
-        month, day_ = (int(x) for x in mmdd.split("-"))
-        return day_end(date(year, month, day_).toordinal()), False
-
-    def _add_working_days(self, due: int, n: int) -> tuple[int, bool]:
-        day, assumed = self.calendar.add_working_days_ord(day_of(due), n)
-        return day_end(day), assumed
-
-    def _reschedule(self, subject: Subject, ob: Obligation) -> list[tuple[ClockEvent, str, str]]:
-        """Recompute start, due and pause state from the trigger and every clock event,
-        in time order. Returns, per clock event, the action taken and a note."""
-        start = ob.opened_at
-        due, assumed = self._window_end(ob, start)
-        if not subject.clock or not ob.rule.clock:  # nothing can move this clock
-            self._settle(ob, start, due, assumed, paused=False)
-            return []
-        paused_since: int | None = None
-        extensions = 0
-        day_window = ob.rule.window.unit in ("working_days",)
-        log: list[tuple[ClockEvent, str, str]] = []
-        steps = sorted(s for s in subject.clock if s[2] in ob.rule.clock and s[1] != ob.opened_by)
-        for step in steps:
-            at, _eid, etype, _date_only, working_days = step
-            spec = ob.rule.clock[etype]
-            if spec.do == "pause":
-                if paused_since is None:
-                    paused_since = at
-                    log.append((step, PAUSED_FX, "clock stopped"))
-                else:
-                    log.append((step, REJECTED, "already paused"))
-            elif spec.do == "resume":
-                if paused_since is None:
-                    log.append((step, REJECTED, "not paused"))
-                    continue
-                if day_window:
-                    n, a = self.calendar.working_days_between_ord(day_of(paused_since), day_of(at))
-                    if n:
-                        due, a2 = self._add_working_days(due, n)
-                        assumed = assumed or a2
-                    assumed = assumed or a
-                    note = f"+{n} working days paused"
-                else:
-                    due += at - paused_since
-                    note = f"+{at - paused_since} s paused"
-                paused_since = None
-                log.append((step, RESUMED, note))
-            elif spec.do == "restart":
-                start = at
-                due, assumed = self._window_end(ob, start)
-                paused_since = None
-                extensions = 0
-                log.append((step, RESTARTED, "window restarts from this day"))
-            else:  # extend
-                if spec.max_times is not None and extensions >= spec.max_times:
-                    log.append((step, REJECTED, f"only {spec.max_times} extension(s) allowed"))
-                    continue
-                if spec.max_working_days is not None and working_days > spec.max_working_days:
-                    log.append((step, REJECTED, f"at most {spec.max_working_days} working days"))
-                    continue
-                extensions += 1
-                due, a = self._add_working_days(due, working_days)
-                assumed = assumed or a
-                log.append((step, EXTENDED, f"+{working_days} working days"))
-        self._settle(ob, start, due, assumed, paused=paused_since is not None)
-        return log
-
-    def _settle(self, ob: Obligation, start: int, due: int, assumed: bool, paused: bool) -> None:
-        """Store a recomputed window and the open status that follows from it."""
-        ob.start, ob.due_at, ob.calendar_assumed = start, due, assumed
-        if ob.warned_until < start:
-            ob.warned_until = start
-        if ob.status in OPEN_STATUSES:
-            if paused:
-                ob.status = PAUSED
-            elif ob.status != MISSED or self.clock is None or due >= self.clock:
-                ob.status = PENDING  # a missed one stays missed: its breach was reported
-
     def _clock_changed(
         self, subject: Subject, ob: Obligation, step: ClockEvent, fx: list[Effect]
     ) -> None:
         old_due = ob.due_at
-        log = self._reschedule(subject, ob)
+        log = reschedule(subject, ob, self.calendar, self.clock)
         action, note = next(((a, n) for s, a, n in log if s[1] == step[1]), (REJECTED, "no effect"))
         if ob.due_at != old_due:
             note += f"; due {rfc3339(old_due)} -> {rfc3339(ob.due_at)}"
         ob.log(step[0], action, step[1], note)
-        fx.append(self._effect(ob, action, step[0], step[1], note))
-        self._judge(subject, ob, fx)  # fulfilment is judged against the new deadline
+        fx.append(ob.effect(action, step[0], step[1], note))
+        judge(subject, ob, fx)  # fulfilment is judged against the new deadline
         self._schedule(ob)
-
-    # -- evidence ---------------------------------------------------------------------
-
-    def _judge(self, subject: Subject, ob: Obligation, fx: list[Effect]) -> None:
-        """Decide fulfilment from every matching publication the subject has seen."""
-        if ob.status == CANCELLED or not subject.evidence:
-            return
-        best: tuple[int, int, str, bool] | None = None  # (rank, at, event_id, date_only)
-        due = ob.due_at
-        only_after_start = ob.rule.ref == _UNIT
-        for at, eid, kind, date_only, _url in subject.evidence:
-            if kind not in ob.rule.evidence_kinds:
-                continue
-            if only_after_start and at < ob.start:
-                continue  # last year's report does not fulfil this year's duty
-            if date_only:
-                end = at + 86399
-                rank = 0 if end <= due else (2 if at > due else 1)
-            else:
-                rank = 0 if at <= due else 2
-            cand = (rank, at, eid, date_only)
-            if best is None or cand < best:
-                best = cand
-        if best is None:
-            return
-        status = (MET, UNVERIFIABLE, LATE)[best[0]]
-        if status == ob.status and ob.fulfilled_by == best[2]:
-            return
-        ob.status, ob.fulfilled_at, ob.fulfilled_by = status, best[1], best[2]
-        ob.fulfilled_date_only = best[3]
-        if best[0] == 1:
-            detail = "published with a date only; cannot tell if within the window"
-        else:
-            detail = "published with a date only" if best[3] else ""
-        ob.log(best[1], FULFILLED[status], best[2], detail)
-        fx.append(self._effect(ob, FULFILLED[status], best[1], best[2], detail))
 
     # -- time -------------------------------------------------------------------------
 
@@ -694,7 +391,7 @@ class Ledger:
             ob.status = MISSED
             ob.warned_until = ob.due_at
             ob.log(ob.due_at, BREACHED, None, "")
-            fx.append(self._effect(ob, BREACHED, ob.due_at, None, "", detected_at=now))
+            fx.append(ob.effect(BREACHED, ob.due_at, None, "", detected_at=now))
             return
         passed = [t for t in ob.warning_times() if ob.warned_until < t <= now]
         if passed:
@@ -702,7 +399,7 @@ class Ledger:
             ob.warned_until = t
             detail = f"{len(passed) - 1} earlier warning point(s) folded" if len(passed) > 1 else ""
             ob.log(t, WARNED, None, detail)
-            fx.append(self._effect(ob, WARNED, t, None, detail, detected_at=now))
+            fx.append(ob.effect(WARNED, t, None, detail, detected_at=now))
         self._schedule(ob)
 
     def _open_calendar_duties(self, now: int, fx: list[Effect]) -> None:
@@ -726,7 +423,7 @@ class Ledger:
         jan1 = day_start(date(year, 1, 1).toordinal())
         trig = _CalendarTrigger(unit="", event_id=f"calendar:{year}")
         for unit in units:
-            key = f"{_UNIT}={unit}"
+            key = f"{UNIT_REF}={unit}"
             if not self.owns(key):
                 continue
             for rule in self.units[unit].calendar_rules:
@@ -743,7 +440,7 @@ class Ledger:
                     True,
                     trig.event_id,
                 )
-                due, _ = self._window_end(ob, jan1)
+                due, _ = window_end(ob, jan1, self.calendar)
                 if due < now and not (watched_new_year and unit not in newcomers):
                     continue
                 self.dirty.add(key)
@@ -788,15 +485,15 @@ class Ledger:
                 if not ob.calendar_assumed or ob.status == CANCELLED:
                     continue
                 old_due = ob.due_at
-                self._reschedule(subject, ob)
+                reschedule(subject, ob, self.calendar, self.clock)
                 self.dirty.add(subject.key)
                 at = self.clock if self.clock is not None else ob.opened_at
                 if ob.due_at != old_due or not ob.calendar_assumed:
                     detail = f"holiday table loaded; due {rfc3339(old_due)} -> {rfc3339(ob.due_at)}"
                     ob.log(at, RESCHEDULED, None, detail)
-                    fx.append(self._effect(ob, RESCHEDULED, at, None, detail))
+                    fx.append(ob.effect(RESCHEDULED, at, None, detail))
                 if ob.status in FULFILLED_STATUSES:
-                    self._judge(subject, ob, fx)
+                    judge(subject, ob, fx)
                 self._schedule(ob)
         return fx
 
@@ -806,8 +503,8 @@ class Ledger:
         """Take a subject restored from durable state and file its obligations' wake-ups."""
         self.drop_subject(subject.key)
         self.subjects[subject.key] = subject
-        if subject.key.startswith(f"{_UNIT}="):
-            self.note_unit(subject.key[len(_UNIT) + 1 :])
+        if subject.key.startswith(f"{UNIT_REF}="):
+            self.note_unit(subject.key[len(UNIT_REF) + 1 :])
             self.dirty.discard(subject.key)
         for ob in subject.obligations or ():
             self.note_unit(ob.unit)
@@ -838,30 +535,6 @@ class Ledger:
                 return ob
         return None
 
-    def _effect(
-        self,
-        ob: Obligation,
-        kind: str,
-        at: int,
-        event_id: str | None,
-        detail: str = "",
-        detected_at: int | None = None,
-    ) -> Effect:
-        rule_id = ob.rule.id
-        return Effect(
-            kind,
-            f"{rule_id}:{ob.subject_id}",
-            rule_id,
-            ob.subject_id,
-            ob.unit,
-            at,
-            ob.due_at,
-            ob.status,
-            event_id,
-            detail,
-            detected_at,
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class _CalendarTrigger:
@@ -884,7 +557,7 @@ def route(event: Event, unit_kinds: frozenset[str]) -> list[tuple[str, str]]:
             if value is not None and (name, value) not in out:
                 out.append((name, value))
         if etype == "document.published" and ev.kind in unit_kinds:
-            out.append((_UNIT, ev.unit))
+            out.append((UNIT_REF, ev.unit))
     return out
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from sortedcontainers import SortedList
 
-from deadlines.ledger import Obligation, Subject
+from deadlines.obligations import Obligation, Subject
 
 __all__ = ["Filters", "Key", "ObligationIndex", "Step"]
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from deadlines.ledger import Effect, Ledger, instant
+from deadlines.ledger import Ledger, instant
+from deadlines.obligations import Effect
 from schemas.events import Event, event_time
 
 

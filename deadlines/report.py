@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from deadlines.ledger import LATE, MET, MISSED, STATUSES, Obligation
+from deadlines.obligations import LATE, MET, MISSED, STATUSES, Obligation
 from deadlines.timefmt import CST, rfc3339
 
 __all__ = ["CST", "build_report", "on_time_rates", "optional_rfc3339"]

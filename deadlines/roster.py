@@ -13,7 +13,7 @@ answer means nobody is on call, which the escalation core reports as an alert.
 
 This module is pure: it takes an already-parsed document (``dict``) and returns frozen objects;
 time is integer epoch seconds, China Standard Time is the fixed UTC+8 (no DST since 1991).
-Reading files is :mod:`govclock.escalation_files`' job.
+Reading files is :mod:`config.escalation_files`' job.
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from deadlines.ledger import Obligation, Subject
-from deadlines.rules import Rule, RuleBook, RuleSpec, compile_rule
+from deadlines.obligations import Obligation, Subject
+from deadlines.rule_spec import RuleSpec
+from deadlines.rules import Rule, RuleBook, compile_rule
 from schemas.events import parse_event
 
 FORMAT = 1

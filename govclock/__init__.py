@@ -1,0 +1,1 @@
+"""The command line and the benchmarks: the entry points a person runs."""

@@ -28,19 +28,21 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from config.packs import bundled_pack_files, load_packs
 from deadlines import ledger as ledger_module
 from deadlines.calendar import WorkCalendar
 from deadlines.ledger import Ledger
 from deadlines.replay import replay
-from deadlines.report import CST
 from deadlines.rules import RuleBook, UnitConfig
+from deadlines.timefmt import CST
 from govclock.compiled import CompileError, build_compiled_core, compiled_env
-from govclock.packs import bundled_pack_files, load_packs
 from govclock.runtime import tune_gc
 from schemas.events import EVENT_ADAPTER, Event
 
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=CST)
 HOUR = 3600
+#: One event of a case (the dict the event is parsed from) and when it happens.
+Timed = tuple[datetime, dict[str, Any]]
 
 
 def _book(units: int) -> RuleBook:
@@ -76,7 +78,7 @@ class Mix:
 
     def _pub(
         self, unit: str, at: datetime, kind: str, refs: dict[str, str], date_only: bool = False
-    ) -> tuple[datetime, dict[str, Any]]:
+    ) -> Timed:
         pid = self._id("P")
         return at, {
             "event_id": self._id("e"),
@@ -92,7 +94,7 @@ class Mix:
 
     def _step(
         self, base: dict[str, str], aid: str, t: datetime, days: int, kind: str, **extra: Any
-    ) -> tuple[datetime, dict[str, Any]]:
+    ) -> Timed:
         """An application clock event ``days`` after ``t``."""
         at = t + timedelta(days=days)
         event = {
@@ -105,191 +107,242 @@ class Mix:
         }
         return at, event
 
-    def case(self, t: datetime) -> list[tuple[datetime, dict[str, Any]]]:
+    def case(self, t: datetime) -> list[Timed]:
         """One real-world case starting at ``t``: its trigger and what follows."""
-        r, rng = self.rng.random(), self.rng
-        unit = rng.choice(self.units)
-        out: list[tuple[datetime, dict[str, Any]]] = []
+        r = self.rng.random()
+        unit = self.rng.choice(self.units)
+        if r < 0.33:
+            return self._document(t, unit)
+        if r < 0.58:
+            return self._decision(t, unit)
+        if r < 0.68:
+            return self._application(t, unit)
+        if r < 0.80:
+            return self._opinion(t, unit)
+        if r < 0.85:
+            return self._policy(t, unit)
+        if r < 0.86:
+            return self._incident(t, unit)
+        if r < 0.87:
+            return self._org_change(t, unit)
+        return [self._pub(unit, t, "news", {})]  # news with no subject
+
+    def _document(self, t: datetime, unit: str) -> list[Timed]:
+        """An official document, then (usually) its online posting."""
+        rng = self.rng
+        out: list[Timed] = []
         base = {"unit": unit}
-        if r < 0.33:  # an official document, then (usually) its online posting
-            did = self._id("D")
-            out.append(
-                (
-                    t,
-                    {
-                        **base,
-                        "event_id": self._id("e"),
-                        "type": "document.issued",
-                        "document_id": did,
-                        "issued_at": _day(t),
-                        "kind": "normative",
-                        "disclosure": "proactive" if rng.random() < 0.8 else "on_application",
-                        "title": "关于做好有关工作的通知",
-                    },
-                )
+        did = self._id("D")
+        out.append(
+            (
+                t,
+                {
+                    **base,
+                    "event_id": self._id("e"),
+                    "type": "document.issued",
+                    "document_id": did,
+                    "issued_at": _day(t),
+                    "kind": "normative",
+                    "disclosure": "proactive" if rng.random() < 0.8 else "on_application",
+                    "title": "关于做好有关工作的通知",
+                },
             )
-            if rng.random() < 0.85:
-                out.append(
-                    self._pub(
-                        unit,
-                        t + timedelta(days=rng.uniform(0.5, 18)),
-                        "document",
-                        {"document_id": did},
-                        date_only=rng.random() < 0.3,
-                    )
-                )
-        elif r < 0.58:  # a licensing or penalty decision, then its publicity
-            dec = self._id("X")
-            out.append(
-                (
-                    t,
-                    {
-                        **base,
-                        "event_id": self._id("e"),
-                        "type": "decision.made",
-                        "decision_id": dec,
-                        "decided_at": _day(t),
-                        "kind": rng.choice(["licensing", "penalty"]),
-                    },
-                )
-            )
-            if rng.random() < 0.9:
-                out.append(
-                    self._pub(
-                        unit,
-                        t + timedelta(days=rng.uniform(0.2, 12)),
-                        "decision_publicity",
-                        {"decision_id": dec},
-                    )
-                )
-        elif r < 0.68:  # a disclosure application with its clock events and reply
-            aid = self._id("A")
-            out.append(
-                (
-                    t,
-                    {
-                        **base,
-                        "event_id": self._id("e"),
-                        "type": "application.received",
-                        "application_id": aid,
-                        "received_at": _day(t),
-                    },
-                )
-            )
-            step = rng.random()
-            if step < 0.1:
-                out += [self._step(base, aid, t, 2, "correction_requested")]
-                out += [self._step(base, aid, t, 6, "corrected")]
-            elif step < 0.15:
-                out += [self._step(base, aid, t, 5, "consultation_started")]
-                out += [self._step(base, aid, t, 12, "consultation_ended")]
-            elif step < 0.2:
-                out += [self._step(base, aid, t, 20, "extended", working_days=15)]
-            if rng.random() < 0.95:
-                out.append(
-                    self._pub(
-                        unit,
-                        t + timedelta(days=rng.uniform(3, 35)),
-                        "reply",
-                        {"application_id": aid},
-                    )
-                )
-        elif r < 0.80:  # online public opinion, then a response or rebuttal
-            oid = self._id("O")
-            rumor = rng.random() < 0.1
-            out.append(
-                (
-                    t,
-                    {
-                        **base,
-                        "event_id": self._id("e"),
-                        "type": "opinion.detected",
-                        "opinion_id": oid,
-                        "detected_at": _iso(t),
-                        "topic": "rumor" if rumor else rng.choice(["policy", "livelihood"]),
-                        "title": "网民关注",
-                        "url": f"https://weibo.example/{oid}",
-                    },
-                )
-            )
-            if rng.random() < 0.9:
-                out.append(
-                    self._pub(
-                        unit,
-                        t + timedelta(hours=rng.uniform(1, 60)),
-                        "rebuttal" if rumor else "response",
-                        {"opinion_id": oid},
-                    )
-                )
-        elif r < 0.85:  # a policy and its interpretation
-            did = self._id("D")
-            out.append(self._pub(unit, t, "policy", {"document_id": did}))
-            if rng.random() < 0.9:
-                out.append(
-                    self._pub(
-                        unit,
-                        t + timedelta(hours=rng.uniform(0.5, 30)),
-                        "interpretation",
-                        {"document_id": did},
-                    )
-                )
-        elif r < 0.86:  # an emergency, with releases and (maybe) a press conference
-            iid = self._id("I")
-            sev = rng.choice(["I", "II", "II", "III", "IV"])
-            out.append(
-                (
-                    t,
-                    {
-                        **base,
-                        "event_id": self._id("e"),
-                        "type": "incident.reported",
-                        "incident_id": iid,
-                        "occurred_at": _iso(t),
-                        "title": "突发事件",
-                        "severity": sev,
-                        "deaths": rng.choice([0, 2, 11]),
-                        "injured": 0,
-                    },
-                )
-            )
+        )
+        if rng.random() < 0.85:
             out.append(
                 self._pub(
                     unit,
-                    t + timedelta(hours=rng.uniform(1, 7)),
-                    "press_release",
+                    t + timedelta(days=rng.uniform(0.5, 18)),
+                    "document",
+                    {"document_id": did},
+                    date_only=rng.random() < 0.3,
+                )
+            )
+        return out
+
+    def _decision(self, t: datetime, unit: str) -> list[Timed]:
+        """A licensing or penalty decision, then its publicity."""
+        rng = self.rng
+        out: list[Timed] = []
+        base = {"unit": unit}
+        dec = self._id("X")
+        out.append(
+            (
+                t,
+                {
+                    **base,
+                    "event_id": self._id("e"),
+                    "type": "decision.made",
+                    "decision_id": dec,
+                    "decided_at": _day(t),
+                    "kind": rng.choice(["licensing", "penalty"]),
+                },
+            )
+        )
+        if rng.random() < 0.9:
+            out.append(
+                self._pub(
+                    unit,
+                    t + timedelta(days=rng.uniform(0.2, 12)),
+                    "decision_publicity",
+                    {"decision_id": dec},
+                )
+            )
+        return out
+
+    def _application(self, t: datetime, unit: str) -> list[Timed]:
+        """A disclosure application with its clock events and reply."""
+        rng = self.rng
+        out: list[Timed] = []
+        base = {"unit": unit}
+        aid = self._id("A")
+        out.append(
+            (
+                t,
+                {
+                    **base,
+                    "event_id": self._id("e"),
+                    "type": "application.received",
+                    "application_id": aid,
+                    "received_at": _day(t),
+                },
+            )
+        )
+        step = rng.random()
+        if step < 0.1:
+            out += [self._step(base, aid, t, 2, "correction_requested")]
+            out += [self._step(base, aid, t, 6, "corrected")]
+        elif step < 0.15:
+            out += [self._step(base, aid, t, 5, "consultation_started")]
+            out += [self._step(base, aid, t, 12, "consultation_ended")]
+        elif step < 0.2:
+            out += [self._step(base, aid, t, 20, "extended", working_days=15)]
+        if rng.random() < 0.95:
+            out.append(
+                self._pub(
+                    unit,
+                    t + timedelta(days=rng.uniform(3, 35)),
+                    "reply",
+                    {"application_id": aid},
+                )
+            )
+        return out
+
+    def _opinion(self, t: datetime, unit: str) -> list[Timed]:
+        """Online public opinion, then a response or rebuttal."""
+        rng = self.rng
+        out: list[Timed] = []
+        base = {"unit": unit}
+        oid = self._id("O")
+        rumor = rng.random() < 0.1
+        out.append(
+            (
+                t,
+                {
+                    **base,
+                    "event_id": self._id("e"),
+                    "type": "opinion.detected",
+                    "opinion_id": oid,
+                    "detected_at": _iso(t),
+                    "topic": "rumor" if rumor else rng.choice(["policy", "livelihood"]),
+                    "title": "网民关注",
+                    "url": f"https://weibo.example/{oid}",
+                },
+            )
+        )
+        if rng.random() < 0.9:
+            out.append(
+                self._pub(
+                    unit,
+                    t + timedelta(hours=rng.uniform(1, 60)),
+                    "rebuttal" if rumor else "response",
+                    {"opinion_id": oid},
+                )
+            )
+        return out
+
+    def _policy(self, t: datetime, unit: str) -> list[Timed]:
+        """A policy and its interpretation."""
+        rng = self.rng
+        out: list[Timed] = []
+        did = self._id("D")
+        out.append(self._pub(unit, t, "policy", {"document_id": did}))
+        if rng.random() < 0.9:
+            out.append(
+                self._pub(
+                    unit,
+                    t + timedelta(hours=rng.uniform(0.5, 30)),
+                    "interpretation",
+                    {"document_id": did},
+                )
+            )
+        return out
+
+    def _incident(self, t: datetime, unit: str) -> list[Timed]:
+        """An emergency, with releases and (maybe) a press conference."""
+        rng = self.rng
+        out: list[Timed] = []
+        base = {"unit": unit}
+        iid = self._id("I")
+        sev = rng.choice(["I", "II", "II", "III", "IV"])
+        out.append(
+            (
+                t,
+                {
+                    **base,
+                    "event_id": self._id("e"),
+                    "type": "incident.reported",
+                    "incident_id": iid,
+                    "occurred_at": _iso(t),
+                    "title": "突发事件",
+                    "severity": sev,
+                    "deaths": rng.choice([0, 2, 11]),
+                    "injured": 0,
+                },
+            )
+        )
+        out.append(
+            self._pub(
+                unit,
+                t + timedelta(hours=rng.uniform(1, 7)),
+                "press_release",
+                {"incident_id": iid},
+            )
+        )
+        if rng.random() < 0.7:
+            out.append(
+                self._pub(
+                    unit,
+                    t + timedelta(hours=rng.uniform(6, 30)),
+                    "press_conference",
                     {"incident_id": iid},
                 )
             )
-            if rng.random() < 0.7:
-                out.append(
-                    self._pub(
-                        unit,
-                        t + timedelta(hours=rng.uniform(6, 30)),
-                        "press_conference",
-                        {"incident_id": iid},
-                    )
-                )
-        elif r < 0.87:  # an organisational change, then the power list
-            cid = self._id("C")
-            out.append(
-                (
-                    t,
-                    {
-                        **base,
-                        "event_id": self._id("e"),
-                        "type": "org.changed",
-                        "change_id": cid,
-                        "completed_at": _day(t),
-                    },
-                )
+        return out
+
+    def _org_change(self, t: datetime, unit: str) -> list[Timed]:
+        """An organisational change, then the power list."""
+        rng = self.rng
+        out: list[Timed] = []
+        base = {"unit": unit}
+        cid = self._id("C")
+        out.append(
+            (
+                t,
+                {
+                    **base,
+                    "event_id": self._id("e"),
+                    "type": "org.changed",
+                    "change_id": cid,
+                    "completed_at": _day(t),
+                },
             )
-            out.append(
-                self._pub(
-                    unit, t + timedelta(days=rng.uniform(2, 16)), "power_list", {"change_id": cid}
-                )
+        )
+        out.append(
+            self._pub(
+                unit, t + timedelta(days=rng.uniform(2, 16)), "power_list", {"change_id": cid}
             )
-        else:  # news with no subject
-            out.append(self._pub(unit, t, "news", {}))
+        )
         return out
 
     def history(self, n_events: int, span_days: float) -> list[dict[str, Any]]:

@@ -102,12 +102,12 @@ def _compute_only(lines: list[bytes]) -> float:
     import gc
 
     from agents.ingest import Router
-    from streams.app import load_worker
-    from streams.main import tune_gc
-    from streams.runtime import effect_record
-    from streams.settings import Settings
+    from config.settings import Settings
+    from monitor.run import tune_gc
+    from worker.context import load_worker
+    from worker.ledgers import effect_record
 
-    worker = load_worker(Settings(), PARTITIONS)  # as streams.app.create_app builds it
+    worker = load_worker(Settings(), PARTITIONS)  # as monitor.app.create_app builds it
     router = Router(worker.book.all_ref_kinds(), PARTITIONS)
     thresholds = gc.get_threshold()
     tune_gc()

@@ -2,7 +2,7 @@
 with the event loop's longest stall and the lateness of breaches falling due meanwhile.
 
 One process holds a ledger of ``open`` obligations (``document.issued`` events applied by the
-pure core) and its query index, and serves the list route's own code (web/obligations.py:
+pure core) and its query index, and serves the list route's own code (web/paging.py:
 parse_query, local_page, orjson) over aiohttp on 127.0.0.1, next to a sweeper that ticks the
 ledger when something falls due (as agents/sweeper.py does, every 0.2 s) and a probe that
 measures how late the loop wakes. A second process runs 20 concurrent clients asking for
@@ -25,13 +25,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from config.packs import load_rulebook
 from deadlines.calendar import WorkCalendar
 from deadlines.ledger import Ledger
 from deadlines.query import ObligationIndex
-from govclock.packs import load_rulebook
 from govclock.runtime import tune_gc
 from schemas.events import parse_event
-from web.obligations import QueryError, local_page, parse_query
+from web.paging import QueryError, local_page, parse_query
 
 CLIENTS = 20
 UNITS = [f"unit-{i:03d}" for i in range(200)]
@@ -161,13 +161,9 @@ async def serve(led: Ledger, index: ObligationIndex, seconds: float) -> dict[str
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     tasks = [asyncio.create_task(probe()), asyncio.create_task(sweeper())]
     queue: Any = multiprocessing.get_context("spawn").Queue()
-    proc = multiprocessing.get_context("spawn").Process(
-        target=clients, args=(port, seconds, queue)
-    )
+    proc = multiprocessing.get_context("spawn").Process(target=clients, args=(port, seconds, queue))
     proc.start()
-    latencies: list[float] = await asyncio.get_running_loop().run_in_executor(
-        None, queue.get
-    )
+    latencies: list[float] = await asyncio.get_running_loop().run_in_executor(None, queue.get)
     proc.join()
     for task in tasks:
         task.cancel()

@@ -7,22 +7,23 @@ import contextlib
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from config.calendar_files import CalendarFileError, load_calendar
+from config.packs import load_rulebook
+from config.tables import render_report, render_rule, render_rules
 from deadlines.calendar import WorkCalendar
 from deadlines.ledger import Ledger
 from deadlines.replay import ReplayResult, last_event_time, replay
 from deadlines.report import build_report
 from deadlines.rules import RuleBook, RulePackError
 from deadlines.timefmt import rfc3339
-from govclock.calendar_files import CalendarFileError, load_calendar
+from deadlines.timeparse import parse_as_of
 from govclock.history import HistoryError, read_history
-from govclock.packs import load_rulebook
 from govclock.runtime import tune_gc
-from govclock.tables import render_report, render_rule, render_rules
-from govclock.timeparse import parse_as_of
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -46,7 +47,7 @@ def run_replay(
             raise HistoryError(f"{history}: no events, so --as-of must be given")
         when = latest
     else:
-        when = parse_as_of(as_of)
+        when = parse_as_of(as_of, int(time.time()))
     return replay(Ledger(book, calendar), events, when, rejected)
 
 
@@ -87,8 +88,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The live monitor: embedded broker (or KAFKA_BROKER), Faust worker, web server."""
-    from streams.main import run
-    from streams.settings import load_settings
+    from config.settings import load_settings
+    from monitor.run import run
 
     return run(load_settings())
 
@@ -97,7 +98,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     """Mint a reader's API token: the token once, and the hash for the readers file."""
     from datetime import UTC, datetime
 
-    from web.readers import mint_token, valid_reader_name
+    from config.readers import mint_token, valid_reader_name
 
     if not valid_reader_name(args.reader):
         print(

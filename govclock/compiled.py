@@ -1,10 +1,11 @@
 """The deadline core compiled with mypyc: the same source, built into ``build/compiled/``.
 
-The hot modules of the pure core (calendar, ledger, replay) are plain type-annotated Python;
-mypyc compiles them to C extensions that run about half again as fast. The build goes to a
-copy of the sources outside the source tree, so an edited ``.py`` is never shadowed by a
-stale compiled module; a process uses the compiled core only when it is started with
-:func:`compiled_env` (``PYTHONPATH`` first, working directory inside the build).
+The hot modules of the pure core (calendar, ledger with the obligations and windows modules
+it uses, replay) are plain type-annotated Python; mypyc compiles them to C extensions that
+run about half again as fast. The build goes to a copy of the sources outside the source
+tree, so an edited ``.py`` is never shadowed by a stale compiled module; a process uses the
+compiled core only when it is started with :func:`compiled_env` (``PYTHONPATH`` first,
+working directory inside the build).
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ DEFAULT_TARGET = ROOT / "build" / "compiled"
 #: Packages copied into the build (the compiled modules import them).
 PACKAGES = ("deadlines", "schemas")
 #: The modules compiled; the rest of the packages stay interpreted.
-COMPILED = ("deadlines/calendar.py", "deadlines/ledger.py", "deadlines/replay.py")
+COMPILED = (
+    "deadlines/calendar.py",
+    "deadlines/ledger.py",
+    "deadlines/obligations.py",
+    "deadlines/replay.py",
+    "deadlines/windows.py",
+)
 
 
 class CompileError(RuntimeError):

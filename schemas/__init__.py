@@ -1,0 +1,1 @@
+"""The event contract: every event govclock accepts, validated, with its JSON Schema."""

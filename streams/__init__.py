@@ -1,0 +1,1 @@
+"""Kafka plumbing: topics, the multi-row table, the broker, the journal, batched publishing."""

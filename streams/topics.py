@@ -73,7 +73,7 @@ SUBJECT_EVENTS = f"{APP_ID}-subject-events"
 NOTIFICATIONS = f"{APP_ID}-notifications"
 #: What the notifier of an obligation consumes, keyed by obligation id (default partitioner):
 #: ``{"effect": …}`` (notifications, re-keyed), ``{"ack": …}``, ``{"delivery": …}``, and
-#: ``{"tick": …}`` sent to one partition (streams/escalation_inputs.py has the records).
+#: ``{"tick": …}`` sent to one partition (escalation/inputs.py has the records).
 ESCALATION_INPUTS = f"{APP_ID}-escalation-inputs"
 #: Records that could not be processed, with the reason; for people, not for replay logic.
 DEAD_LETTERS = f"{APP_ID}-deadletters"

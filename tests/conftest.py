@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
+from config.packs import load_rulebook
 from deadlines.rules import RuleBook
-from govclock.packs import load_rulebook
 
 
 @pytest.fixture

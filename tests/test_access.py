@@ -1,4 +1,4 @@
-"""Closed by default off loopback (web/access.py, web/readers.py): route classes, reader
+"""Closed by default off loopback (web/access.py, config/readers.py): route classes, reader
 tokens, the readers file's errors, the cluster credential, the start-up refusals, and the
 middleware over real HTTP (aiohttp's test server)."""
 
@@ -17,8 +17,17 @@ from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
+from config.readers import (
+    TOKEN_PREFIX,
+    Readers,
+    ReadersError,
+    hash_token,
+    load_readers,
+    mint_token,
+    parse_readers,
+)
+from config.settings import Settings, SettingsError, load_settings
 from govclock.cli import main as cli_main
-from streams.settings import Settings, SettingsError, load_settings
 from web.access import (
     CLUSTER_HEADER,
     CLUSTER_WINDOW_S,
@@ -38,17 +47,8 @@ from web.access import (
     start_notes,
     start_problems,
 )
-from web.readers import (
-    TOKEN_PREFIX,
-    Readers,
-    ReadersError,
-    hash_token,
-    load_readers,
-    mint_token,
-    parse_readers,
-)
 
-# The same table streams/web.py gives (not imported: it would pull in Faust's app).
+# The same table web/routes.py gives (not imported: it would pull in Faust's app).
 PUBLIC = (
     ("/v1/events", True),
     ("/v1/hooks/", False),
@@ -385,7 +385,7 @@ async def _ok(request: web.Request) -> web.Response:
 
 
 def _forwarding(peer: PeerAuth) -> Any:
-    """Like streams/web.py's forward_ack: the request, sent on to ``request.url`` (here: the
+    """Like web/acks.py's Acks.forward: the request, sent on to ``request.url`` (here: the
     same server) as a peer call, signed over the URL taken from the incoming request."""
 
     async def handler(request: web.Request) -> web.Response:

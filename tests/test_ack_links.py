@@ -16,8 +16,11 @@ from hypothesis import strategies as st
 from test_escalation import HOUR, MIN, POLICIES, ROSTER, T
 from test_notifier import run
 
-from deadlines.escalation import MAX_TEXT_CHARS, Notify
-from streams.ack_links import (
+from channels.console import ConsoleChannel
+from config.secrets import parse_secrets
+from deadlines.escalation_state import Notify
+from deadlines.escalation_texts import MAX_TEXT_CHARS
+from escalation.links import (
     ACK_PATH,
     DEFAULT_TTL_S,
     MAX_LEVEL,
@@ -32,13 +35,11 @@ from streams.ack_links import (
     make_ack_url,
     make_token,
     normalize_base_url,
-    parse_secrets,
     sms_segments,
     token_partition,
     verify,
 )
-from streams.channels.console import ConsoleChannel
-from streams.notifier import Notifier
+from escalation.memory import Notifier
 
 SECRET = "k" * 32
 OTHER = "x" * 32

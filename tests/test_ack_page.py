@@ -17,21 +17,13 @@ from typing import Any
 from test_escalation import CAL, HOUR, MIN, POLICIES, ROSTER, RULES, T
 from test_notifier import incident, run
 
+from channels.console import ConsoleChannel
 from deadlines.ledger import Ledger
 from deadlines.report import obligation_view
-from streams.ack_links import AckClaim, AckError, AckIndex, make_token
-from streams.ack_page import (
-    CSP,
-    AckHandlers,
-    countdown,
-    escalation_summary,
-    render_ack_page,
-    render_confirmation,
-    render_error,
-    wants_json,
-)
-from streams.channels.console import ConsoleChannel
-from streams.notifier import Notifier
+from escalation.links import AckClaim, AckError, AckIndex, make_token
+from escalation.memory import Notifier
+from web.ack_html import CSP, countdown, render_ack_page, render_confirmation, render_error
+from web.ack_page import AckHandlers, escalation_summary, wants_json
 
 OB = "first_release_5h:I1"
 SECRET = "s" * 32

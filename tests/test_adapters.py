@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 
 from schemas.events import parse_event
-from streams.adapters import ADAPTER_NAMES, AdapterError, get_adapter
-from streams.adapters import cap as cap_adapter
-from streams.adapters import ghost as ghost_adapter
-from streams.adapters import strapi as strapi_adapter
-from streams.adapters import wordpress as wp_adapter
-from streams.signing import verify_ghost
+from sources import cap as cap_adapter
+from sources import ghost as ghost_adapter
+from sources import strapi as strapi_adapter
+from sources import wordpress as wp_adapter
+from sources.common import ADAPTER_NAMES, AdapterError, get_adapter
+from web.signing import verify_ghost
 
 SHARED = Path(__file__).parents[2] / "shared"
 CORPUS = SHARED / "corpus"

@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 
 from agents.ingest import IngestService
-from streams.app import Context, create_app
-from streams.runtime import encode_record, partition_of
-from streams.settings import load_settings
+from config.settings import load_settings
+from monitor.app import create_app
 from streams.table import ROWS_KEY, unpack_rows
 from streams.topics import NOTIFICATIONS
+from worker.context import Context
+from worker.ledgers import encode_record, partition_of
 
 EVENT = {
     "event_id": "d-1",

@@ -16,6 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import deadlines.calendar as calendar_module
+from config.calendar_files import (
+    CalendarFileError,
+    load_calendar_file,
+    parse_calendar_document,
+)
 from deadlines.calendar import (
     ASSUMED_FIXED_HOLIDAYS,
     CalendarYear,
@@ -24,11 +29,6 @@ from deadlines.calendar import (
     day_of,
     day_start,
     official_years,
-)
-from govclock.calendar_files import (
-    CalendarFileError,
-    load_calendar_file,
-    parse_calendar_document,
 )
 
 D = date.fromisoformat

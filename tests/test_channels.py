@@ -16,11 +16,9 @@ import pytest
 from twilio.base.exceptions import TwilioRestException
 from twilio.request_validator import RequestValidator
 
-from deadlines.escalation import DELIVERY_FAILED, DELIVERY_OK
-from deadlines.roster import mask_phone
-from streams.channels import (
+from channels.base import (
     Channel,
-    ConsoleChannel,
+    MaskNumbersFilter,
     MemorySentLog,
     OutboundMessage,
     SendResult,
@@ -28,16 +26,18 @@ from streams.channels import (
     TransientChannelError,
     mask_numbers,
 )
-from streams.channels.base import MaskNumbersFilter
-from streams.channels.twilio_sms import (
+from channels.console import ConsoleChannel
+from channels.twilio_errors import describe_error
+from channels.twilio_http import RetryPolicy
+from channels.twilio_sms import (
     STATUS_CALLBACK_PATH,
-    RetryPolicy,
     TwilioConfig,
     TwilioSmsChannel,
-    describe_error,
     parse_status_callback,
     verify_status_callback,
 )
+from deadlines.escalation_state import DELIVERY_FAILED, DELIVERY_OK
+from deadlines.roster import mask_phone
 from tests.fake_twilio import SPEC_PATH, CallbackSink, FakeTwilio, twilio_signature
 
 PHONE = "+8613800138000"

@@ -23,7 +23,7 @@ from deadlines.ledger import Ledger
 from deadlines.replay import replay
 from govclock.bench import Mix, T0, _book
 from govclock.cli import replay_report, run_replay
-from govclock.packs import load_rulebook
+from config.packs import load_rulebook
 from schemas.events import EVENT_ADAPTER
 
 from pathlib import Path

@@ -1,7 +1,7 @@
 """Dashboards as code: the committed JSON is a fresh build, and every query is sound.
 
 Every panel has PromQL targets on the ``datasource`` variable; every ``govclock_*`` name and
-label they use is one streams/metrics.py registers (read from a fresh CollectorRegistry);
+label they use is one metrics/collectors.py registers (read from a fresh CollectorRegistry);
 every expression parses (``promtool check rules``); the on-time rates give the right
 numbers on made-up series (``promtool test rules``).
 """

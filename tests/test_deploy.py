@@ -19,9 +19,9 @@ import pytest
 import yaml
 from setuptools import find_packages  # type: ignore[import-untyped]  # no stubs installed
 
-from streams.app import create_app
-from streams.settings import Settings, env_name, load_settings
-from streams.web import PUBLIC_PATHS
+from config.settings import Settings, env_name, load_settings
+from monitor.app import create_app
+from web.routes import PUBLIC_PATHS
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "k8s"
@@ -191,7 +191,7 @@ def test_services_and_the_budget_select_the_worker_pods() -> None:
 
 def test_a_wheel_install_holds_every_package_and_the_image_copies_them() -> None:
     """An editable install finds subpackages anyway; the image's wheel install only finds
-    what pyproject lists (streams.channels and streams.adapters were once left out, and a
+    what pyproject lists (two subpackages were once left out, and a
     wheel-installed `govclock run` failed at start)."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     include = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]

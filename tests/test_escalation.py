@@ -22,32 +22,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_roster import ROSTER_YAML, cst
 
+from config.escalation_files import load_escalation, load_policies
+from config.packs import load_rulebook
 from deadlines.calendar import WorkCalendar
-from deadlines.escalation import (
-    ACK_URL,
-    MAX_TEXT_CHARS,
-    Action,
-    EscalationState,
-    NoOnCall,
-    Notify,
+from deadlines.escalation import next_wake, on_ack, on_delivery, on_effect, start, tick
+from deadlines.escalation_policy import (
     PolicyBook,
     PolicyError,
     build_policies,
-    compose,
-    guard_text,
-    next_wake,
-    on_ack,
-    on_delivery,
-    on_effect,
     parse_policies,
     policy_problems,
-    start,
-    tick,
 )
-from deadlines.ledger import Effect, Ledger
+from deadlines.escalation_state import ACK_URL, Action, EscalationState, NoOnCall, Notify
+from deadlines.escalation_texts import MAX_TEXT_CHARS, compose, guard_text
+from deadlines.ledger import Ledger
+from deadlines.obligations import Effect
 from deadlines.roster import EMERGENCY_OFFICE, Roster, roster_from_document
-from govclock.escalation_files import load_escalation, load_policies
-from govclock.packs import load_rulebook
 from schemas.events import Event, parse_event
 
 RULES = load_rulebook()

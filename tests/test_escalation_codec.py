@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_escalation import FR, HOUR, MIN, T_TEXT, Shell, T, incident
 
-from deadlines.escalation import Ack, Contact, EscalationState, Policy, Sent, Target
 from deadlines.escalation_codec import CodecError, decode_state, encode_state
+from deadlines.escalation_policy import Policy, Target
+from deadlines.escalation_state import Ack, Contact, EscalationState, Sent
 
 # Any text, including the characters JSON must escape and non-BMP ones.
 text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)

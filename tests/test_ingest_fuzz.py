@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 from schemas.events import parse_event
 from schemas.times import TimePolicy, implausible_times
-from streams.adapters import ADAPTER_NAMES, AdapterError, get_adapter
-from streams.web import JSON_TYPES, NDJSON_TYPES, parse_body
+from sources.common import ADAPTER_NAMES, AdapterError, get_adapter
 from tests.fuzzing import VALID_EVENT, bodies
+from web.ingest import JSON_TYPES, NDJSON_TYPES, parse_body
 
 NOW = int(time.time())
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

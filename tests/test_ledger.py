@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
+from config.packs import load_rulebook
 from deadlines.calendar import CalendarYear, WorkCalendar
-from deadlines.ledger import Effect, Ledger, Obligation
+from deadlines.ledger import Ledger
+from deadlines.obligations import Effect, Obligation
 from deadlines.rules import RuleBook
-from govclock.packs import load_rulebook
 from schemas.events import Event, parse_event
 
 BOOK = load_rulebook()

@@ -16,10 +16,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from config.packs import load_rulebook
 from deadlines.calendar import WorkCalendar
-from deadlines.ledger import Effect, Ledger
+from deadlines.ledger import Ledger
+from deadlines.obligations import Effect
 from deadlines.rules import RuleBook, UnitConfig
-from govclock.packs import load_rulebook
 from schemas.events import Event, parse_event
 
 CST = timezone(timedelta(hours=8))

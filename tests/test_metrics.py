@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from config.packs import load_rulebook
 from deadlines.calendar import WorkCalendar
 from deadlines.ledger import Ledger
-from govclock.packs import load_rulebook
+from metrics.collectors import NEXT_DUE_RANKS, LedgerCollector, Metrics
 from schemas.events import parse_event
-from streams.metrics import NEXT_DUE_RANKS, LedgerCollector, Metrics
 
 
 def scrape(registry: CollectorRegistry) -> dict[str, float]:

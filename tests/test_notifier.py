@@ -11,12 +11,14 @@ import io
 
 from test_escalation import CAL, HOUR, MIN, POLICIES, ROSTER, RULES, T
 
-from deadlines.ledger import Effect, Ledger
+from channels.base import OutboundMessage, SendResult
+from channels.console import ConsoleChannel
+from deadlines.ledger import Ledger
+from deadlines.obligations import Effect
+from escalation.inputs import effect_from_record
+from escalation.memory import Notifier
 from schemas.events import parse_event
-from streams.channels.base import OutboundMessage, SendResult
-from streams.channels.console import ConsoleChannel
-from streams.notifier import Notifier, effect_from_record
-from streams.runtime import effect_record
+from worker.ledgers import effect_record
 
 LI, WANG, EO_B = "+8613900139000", "+8613700137000", "+8613300133000"
 

@@ -1,4 +1,4 @@
-"""The live notifier without a broker: :class:`streams.notifier.LiveNotifier` fed the records
+"""The live notifier without a broker: :class:`escalation.notifier.LiveNotifier` fed the records
 of ``govclock-escalation-inputs`` (effects from the real ledger, delivery reports, acks,
 ticks), with states in a plain dict as codec bytes; then the Faust agents themselves
 (``agent.test_context()``, memory store), and the web routes' helpers.
@@ -23,18 +23,17 @@ from prometheus_client import CollectorRegistry, generate_latest
 from test_escalation import CAL, FR, HOUR, MIN, POLICIES, POLICY_YAML, ROSTER, RULES, T
 from test_roster import ROSTER_YAML
 
-from deadlines.escalation import Notify
-from deadlines.escalation_codec import decode_state
-from deadlines.ledger import Effect, Ledger
-from schemas.events import parse_event
-from streams import web
-from streams.channels.base import (
+from channels.base import (
     MemorySentLog,
     OutboundMessage,
     SendResult,
     TransientChannelError,
 )
-from streams.escalation_inputs import (
+from deadlines.escalation_codec import decode_state
+from deadlines.escalation_state import Notify
+from deadlines.ledger import Ledger
+from deadlines.obligations import Effect
+from escalation.inputs import (
     InputError,
     ack_input,
     delivery_input,
@@ -42,13 +41,19 @@ from streams.escalation_inputs import (
     split_inputs,
     tick_input,
 )
-from streams.metrics import EscalationCollector, Metrics
-from streams.notifier import LiveNotifier, NotifierService, Reroute
+from escalation.notifier import LiveNotifier, Reroute
+from escalation.service import NotifierService
+from metrics.collectors import EscalationCollector, Metrics
+from schemas.events import parse_event
 from streams.publish import batch_records
-from streams.runtime import effect_record
 from streams.table import ROWS_KEY, unpack_rows
 from streams.topics import ESCALATION_INPUTS, escalation_partition
 from tests.fake_twilio import twilio_signature
+from web import acks as web_acks
+from web import peers as web_peers
+from web import responses as web_responses
+from web import twilio as web_twilio
+from worker.ledgers import effect_record
 
 LI, ZHANG, WANG, EO_B = "+8613900139000", "+8613800138000", "+8613700137000", "+8613300133000"
 N = 4
@@ -446,8 +451,8 @@ async def test_inputs_of_another_partition_are_rerouted_and_garbage_is_refused()
 def notifier_app(tmp_path: Path, **settings: Any) -> Any:
     """The worker's app with the notifier on (the test roster and policy written to
     ``tmp_path``), no broker (nothing is started); ``settings`` add to or override these."""
-    from streams.app import create_app
-    from streams.settings import load_settings
+    from config.settings import load_settings
+    from monitor.app import create_app
 
     (tmp_path / "roster.yaml").write_text(ROSTER_YAML, encoding="utf-8")
     (tmp_path / "policy.yaml").write_text(POLICY_YAML, encoding="utf-8")
@@ -524,8 +529,8 @@ def test_the_notifier_series_exist_at_zero_from_the_start(ctx: Any) -> None:
 
 
 def test_without_a_roster_the_notifier_is_off(tmp_path: Path) -> None:
-    from streams.app import create_app
-    from streams.settings import load_settings
+    from config.settings import load_settings
+    from monitor.app import create_app
 
     settings = load_settings(env_file=None, data_dir=tmp_path, kafka_broker="127.0.0.1:1")
     ctx = create_app(settings, "127.0.0.1:1", store="memory://", embedded=False)
@@ -683,8 +688,8 @@ def service(sent_log: MemorySentLog | None = None) -> NotifierService:
 
 def test_ack_bodies_are_checked_field_by_field() -> None:
     svc = service()
-    assert web.parse_ack(b'{"level": 2, "person": "wang"}', svc) == (2, "wang")
-    assert web.parse_ack(b'{"level": 1, "person_id": "li"}', svc) == (1, "li")
+    assert web_acks.parse_ack(b'{"level": 2, "person": "wang"}', svc) == (2, "wang")
+    assert web_acks.parse_ack(b'{"level": 1, "person_id": "li"}', svc) == (1, "li")
     for body, message in [
         (b"{", "not valid JSON"),
         (b"[1]", "expected a JSON object"),
@@ -692,13 +697,13 @@ def test_ack_bodies_are_checked_field_by_field() -> None:
         (b'{"level": 1}', "person: expected a roster person id"),
         (b'{"level": 1, "person": "nobody"}', "'nobody' is not in the roster"),
     ]:
-        with pytest.raises(web.Refused) as exc:
-            web.parse_ack(body, svc)
+        with pytest.raises(web_responses.Refused) as exc:
+            web_acks.parse_ack(body, svc)
         assert exc.value.status == 400 and message in exc.value.message
 
 
 async def test_status_callbacks_are_verified_and_routed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(web, "SID_RETRY_DELAYS_S", (0.01,))
+    monkeypatch.setattr(web_twilio, "SID_RETRY_DELAYS_S", (0.01,))
     log = MemorySentLog()
     key = f"{FR}|breach@{T + 5 * HOUR}#0|L1|li|0"
     log.record(SendResult(key=key, status="queued", provider_id="SMabc"))
@@ -707,26 +712,26 @@ async def test_status_callbacks_are_verified_and_routed(monkeypatch: pytest.Monk
     form = {"MessageSid": "SMabc", "MessageStatus": "undelivered", "ErrorCode": "30003", "To": LI}
     body = "&".join(f"{k}={v}" for k, v in form.items()).replace("+", "%2B").encode()
     good = twilio_signature("tok" * 8, "https://govclock.example.gov.cn" + path, form)
-    report = web.check_status_callback(svc, path, body, {"X-Twilio-Signature": good})
+    report = web_twilio.check_status_callback(svc, path, body, {"X-Twilio-Signature": good})
     assert report == ("SMabc", "undelivered", 30003)
-    assert await web.delivery_target(svc, report, "0", N) == (key, P)
+    assert await web_twilio.delivery_target(svc, report, "0", N) == (key, P)
     for headers in ({}, {"X-Twilio-Signature": "bm9wZQ=="}):
-        with pytest.raises(web.Refused) as exc:
-            web.check_status_callback(svc, path, body, headers)
+        with pytest.raises(web_responses.Refused) as exc:
+            web_twilio.check_status_callback(svc, path, body, headers)
         assert exc.value.status == 403
-    with pytest.raises(web.Refused) as exc:  # signed for another URL (the hint changed)
-        web.check_status_callback(
+    with pytest.raises(web_responses.Refused) as exc:  # signed for another URL (the hint changed)
+        web_twilio.check_status_callback(
             svc, "/v1/channels/twilio/status?p=9", body, {"X-Twilio-Signature": good}
         )
     assert exc.value.status == 403
-    with pytest.raises(web.Refused) as exc:
-        web.check_status_callback(None, path, body, {"X-Twilio-Signature": good})
+    with pytest.raises(web_responses.Refused) as exc:
+        web_twilio.check_status_callback(None, path, body, {"X-Twilio-Signature": good})
     assert exc.value.status == 404
     # a SID the sent log does not know (yet): the partition named in the URL, else 404
     unknown = report._replace(provider_id="SMzzz")
-    assert await web.delivery_target(svc, unknown, "2", N) == (None, 2)
-    with pytest.raises(web.Refused) as exc:
-        await web.delivery_target(svc, unknown, None, N)
+    assert await web_twilio.delivery_target(svc, unknown, "2", N) == (None, 2)
+    with pytest.raises(web_responses.Refused) as exc:
+        await web_twilio.delivery_target(svc, unknown, None, N)
     assert exc.value.status == 404
 
     # it turns up while we wait: the key after all
@@ -735,7 +740,9 @@ async def test_status_callbacks_are_verified_and_routed(monkeypatch: pytest.Monk
         log.record(SendResult(key=key, status="queued", provider_id="SMlate"))
 
     task = asyncio.create_task(record_soon())
-    assert await web.delivery_target(svc, report._replace(provider_id="SMlate"), None, N) == (
+    assert await web_twilio.delivery_target(
+        svc, report._replace(provider_id="SMlate"), None, N
+    ) == (
         key,
         P,
     )
@@ -748,7 +755,7 @@ async def test_status_callbacks_are_verified_and_routed(monkeypatch: pytest.Monk
 async def test_the_link_index_follows_the_states_and_is_rebuilt_on_restore() -> None:
     """The owner of an escalation partition resolves a link's ref from its own states: as
     states are written, and again from the table after a restart or a rebalance."""
-    from streams.ack_links import make_ack_url, token_partition, verify
+    from escalation.links import make_ack_url, token_partition, verify
 
     rig = Rig()
     runtime = rig.notifier
@@ -783,7 +790,7 @@ def test_ack_secret_is_generated_once_per_data_dir_or_required_on_a_cluster(
     import logging
 
     from agents.notifier import ACK_SECRET_FILE, ack_secrets
-    from streams.settings import Settings, SettingsError
+    from config.settings import Settings, SettingsError
 
     embedded = Settings(data_dir=tmp_path / "var")
     with caplog.at_level(logging.INFO, logger="govclock.notifier"):
@@ -811,7 +818,7 @@ def test_ack_secret_is_generated_once_per_data_dir_or_required_on_a_cluster(
 
 
 def test_bad_ack_settings_never_show_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    from streams.settings import SettingsError, load_settings
+    from config.settings import SettingsError, load_settings
 
     monkeypatch.setenv("GOVCLOCK_ACK_SECRET", f"{ACK_SECRET},tooshort")
     monkeypatch.setenv("GOVCLOCK_ACK_TTL_HOURS", "0")
@@ -830,19 +837,19 @@ def test_a_link_is_routed_to_the_worker_that_owns_its_partition() -> None:
         "http://w1:6066": {"govclock-escalations-changelog": [0, 2]},
         "http://w2:6066": {"govclock-escalations-changelog": [1, 3]},
     }
-    assert web.owner_of_partition(metadata, 3) == URL("http://w2:6066")
-    assert web.owner_of_partition(metadata, 0) == URL("http://w1:6066")
-    assert web.owner_of_partition(metadata, 7) is None
-    assert web.owner_of_partition({}, 0) is None
-    assert web.obligation_path("online_posting_10wd:沪交规〔2026〕2号") == (
+    assert web_peers.owner_of_partition(metadata, 3) == URL("http://w2:6066")
+    assert web_peers.owner_of_partition(metadata, 0) == URL("http://w1:6066")
+    assert web_peers.owner_of_partition(metadata, 7) is None
+    assert web_peers.owner_of_partition({}, 0) is None
+    assert web_peers.obligation_path("online_posting_10wd:沪交规〔2026〕2号") == (
         "/v1/obligations/online_posting_10wd:%E6%B2%AA%E4%BA%A4%E8%A7%84"
         "%E3%80%942026%E3%80%952%E5%8F%B7"
     )
-    assert web.obligation_path("annual_report:sh-gov/2026").endswith("sh-gov%2F2026")
+    assert web_peers.obligation_path("annual_report:sh-gov/2026").endswith("sh-gov%2F2026")
 
 
 def test_notify_rebuilt_from_the_state_keeps_its_key() -> None:
-    from streams.notifier import notify_of
+    from escalation.sent import notify_of
 
     rig = Rig()
     asyncio.run(rig.start())

@@ -1,4 +1,4 @@
-"""Paged queries over a partition's obligations (deadlines/query.py, web/obligations.py).
+"""Paged queries over a partition's obligations (deadlines/query.py, web/paging.py).
 
 Every page, followed by its cursor, gives the same obligations as a brute-force filter and
 sort of the ledger, each once; the index follows the ledger as obligations are opened,
@@ -14,12 +14,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from config.packs import load_rulebook
 from deadlines.calendar import WorkCalendar
-from deadlines.ledger import Ledger, Obligation
+from deadlines.ledger import Ledger
+from deadlines.obligations import Obligation
 from deadlines.query import Filters, ObligationIndex
-from govclock.packs import load_rulebook
 from schemas.events import parse_event
-from web.obligations import (
+from web.paging import (
     MAX_LIMIT,
     Query,
     QueryError,

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from config.escalation_files import load_roster
 from deadlines.roster import (
     EMERGENCY_OFFICE,
     Roster,
@@ -22,8 +23,7 @@ from deadlines.roster import (
     mask_phone,
     roster_from_document,
 )
-from govclock.escalation_files import load_roster
-from streams.metrics import Metrics
+from metrics.collectors import Metrics
 from tests.test_metrics import scrape
 
 ROSTER_YAML = """

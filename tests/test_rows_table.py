@@ -11,9 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agents.ingest import Router
-from govclock.packs import load_rulebook
-from streams.runtime import partition_of
+from config.packs import load_rulebook
 from streams.table import ROWS_KEY, expand, pack_rows, unpack_rows
+from worker.ledgers import partition_of
 
 rows_strategy = st.lists(
     st.tuples(st.binary(min_size=1, max_size=40), st.none() | st.binary(max_size=200)),

@@ -19,15 +19,15 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from config.packs import load_rulebook
+from config.tables import STATUS_MARK
 from deadlines.calendar import WorkCalendar, day_of
 from deadlines.ledger import Ledger
 from deadlines.replay import replay
 from deadlines.rules import RuleBook, RulePackError
+from deadlines.timeparse import parse_as_of
 from govclock.cli import main
 from govclock.history import read_history
-from govclock.packs import load_rulebook
-from govclock.tables import STATUS_MARK
-from govclock.timeparse import parse_as_of
 from schemas.events import parse_event
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -165,7 +165,7 @@ def example_statuses(units: bool) -> dict[tuple[str, str], str]:
     )
     events, rejected = read_history(EXAMPLE / "history.jsonl")
     assert rejected == []
-    result = replay(Ledger(book, CAL), events, parse_as_of("2026-03-13"))
+    result = replay(Ledger(book, CAL), events, parse_as_of("2026-03-13", 0))
     return {(ob.rule.id, ob.subject_id): ob.status for ob in result.ledger.obligations()}
 
 

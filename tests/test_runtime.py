@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from config.packs import load_rulebook
 from deadlines.calendar import WorkCalendar
 from deadlines.ledger import Ledger, instant
 from deadlines.replay import replay
 from deadlines.timefmt import rfc3339
 from govclock.history import read_history
-from govclock.packs import load_rulebook
 from schemas.events import event_time
-from streams.runtime import (
+from worker.ledgers import (
     RecordError,
     Worker,
     accept,

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from streams import signing
-from streams.signing import (
+from web import signing
+from web.signing import (
     SIGNATURE_HEADER,
     SOURCE_HEADER,
     TIMESTAMP_HEADER,
@@ -163,7 +163,7 @@ GHOST_SECRET = b"ghost-secret"
 
 
 def ghost_header(secret: bytes, body: bytes, ts_ms: int) -> str:
-    """Ghost's algorithm, written out independently of streams.signing: webhook-trigger.js
+    """Ghost's algorithm, written out independently of web.signing: webhook-trigger.js
     sends `sha256=${hmac_sha256(secret, `${reqPayload}${ts}`)}, t=${ts}`, ts = Date.now()."""
     mac = hmac.new(secret, body + str(ts_ms).encode(), hashlib.sha256).hexdigest()
     return f"sha256={mac}, t={ts_ms}"

@@ -21,8 +21,10 @@ from test_metrics import scrape
 from test_notifier_agent import BREACH, EO_B, LI, MIN, N, P, Rig, key_to, notifier_app, service
 from twilio.request_validator import RequestValidator
 
-from streams import web
-from streams.channels.replies import (
+from escalation import replies
+from escalation.inputs import ack_input, delivery_input
+from escalation.pages import open_pages_of
+from escalation.replies import (
     REPLY_HELP,
     REPLY_LINK_EXPIRED,
     REPLY_LINK_INVALID,
@@ -35,10 +37,12 @@ from streams.channels.replies import (
     reply_acknowledged,
     twiml,
 )
-from streams.escalation_inputs import ack_input, delivery_input
-from streams.metrics import SMS_REPLY_OUTCOMES, Metrics
-from streams.notifier import open_pages_of
+from metrics.collectors import SMS_REPLY_OUTCOMES, Metrics
 from streams.topics import ESCALATION_INPUTS
+from web import obligations as web_obligations
+from web import peers as web_peers
+from web import responses as web_responses
+from web import twilio as web_twilio
 
 TOKEN = "AhACAcL-xDSxUSUJ51s8skWv"
 FR = "first_release_5h:I1"
@@ -145,21 +149,21 @@ def test_the_most_recent_page_over_all_workers_is_acknowledged() -> None:
     a = {"partitions": [0, 1], "pages": [page("r:A", "li", 100)], "token": None}
     b = {"partitions": [2, 3], "pages": [page("r:B", "li", 200), page("r:C", "li", 50)]}
     dup = {"partitions": [2], "pages": [page("r:B", "li", 190)]}  # a stale copy: the later wins
-    lookup = web.merge_reply_answers([a, b, dup])
+    lookup = replies.merge_reply_answers([a, b, dup])
     assert lookup.partitions == {0, 1, 2, 3}
     assert [p["obligation_id"] for p in lookup.pages] == ["r:B", "r:A", "r:C"]
-    decision = web.decide_reply(ReplyIntent("ack"), lookup, 4)
+    decision = replies.decide_reply(ReplyIntent("ack"), lookup, 4)
     assert decision.ack == ("r:B", 1, "li") and decision.outcome == "acknowledged"
     assert "已确认:首次权威发布·B(1级)" in decision.text and "另有2项" in decision.text
 
     # a worker that did not answer might hold a later page: acknowledge nothing, say retry
-    partial = web.merge_reply_answers([a])
-    assert web.decide_reply(ReplyIntent("ack"), partial, 4) == web.ReplyDecision(
+    partial = replies.merge_reply_answers([a])
+    assert replies.decide_reply(ReplyIntent("ack"), partial, 4) == replies.ReplyDecision(
         "unavailable", REPLY_UNAVAILABLE
     )
-    nothing = web.merge_reply_answers([{**a, "pages": []}, {**b, "pages": []}])
-    assert web.decide_reply(ReplyIntent("ack"), nothing, 4).text == REPLY_NOTHING
-    assert web.decide_reply(ReplyIntent("other"), lookup, 4).text == REPLY_HELP
+    nothing = replies.merge_reply_answers([{**a, "pages": []}, {**b, "pages": []}])
+    assert replies.decide_reply(ReplyIntent("ack"), nothing, 4).text == REPLY_NOTHING
+    assert replies.decide_reply(ReplyIntent("other"), lookup, 4).text == REPLY_HELP
 
 
 def test_a_link_is_decided_by_the_worker_that_owns_its_partition() -> None:
@@ -175,25 +179,25 @@ def test_a_link_is_decided_by_the_worker_that_owns_its_partition() -> None:
         {"partitions": [2, 3], "pages": [page("r:B", "li", 9)], "token": {"claim": claim}},
     ]
     intent = ReplyIntent("token", TOKEN)
-    decision = web.decide_reply(intent, web.merge_reply_answers(answers), 4, token_at=3)
+    decision = replies.decide_reply(intent, replies.merge_reply_answers(answers), 4, token_at=3)
     assert decision.ack == ("r:A", 2, "wang") and "(2级)" in decision.text
     assert "另有1项" in decision.text
     expired = [answers[0], {**answers[1], "token": {"error": "expired"}}]
-    assert web.decide_reply(intent, web.merge_reply_answers(expired), 4, 3).text == (
+    assert replies.decide_reply(intent, replies.merge_reply_answers(expired), 4, 3).text == (
         REPLY_LINK_EXPIRED
     )
     forged = [answers[0], {**answers[1], "token": {"error": "forged"}}]
-    assert web.decide_reply(intent, web.merge_reply_answers(forged), 4, 3).text == (
+    assert replies.decide_reply(intent, replies.merge_reply_answers(forged), 4, 3).text == (
         REPLY_LINK_INVALID
     )
     # the owner of partition 3 did not answer
-    assert web.decide_reply(intent, web.merge_reply_answers(answers[:1]), 4, 3).text == (
+    assert replies.decide_reply(intent, replies.merge_reply_answers(answers[:1]), 4, 3).text == (
         REPLY_UNAVAILABLE
     )
 
 
 def test_a_message_sid_is_answered_once() -> None:
-    recent = web.RecentReplies(size=2)
+    recent = web_twilio.RecentReplies(size=2)
     recent.put("SM1", "a")
     recent.put("SM2", "b")
     recent.put("SM3", "c")
@@ -213,27 +217,32 @@ def test_inbound_messages_are_verified_with_twilios_request_validator() -> None:
     signature = RequestValidator("tok" * 8).compute_signature(
         "https://govclock.example.gov.cn" + path, form
     )
-    message = web.check_inbound(svc, path, body, {"X-Twilio-Signature": signature})
+    message = web_twilio.check_inbound(svc, path, body, {"X-Twilio-Signature": signature})
     assert (message.sid, message.from_number, message.body) == ("SMin1", LI, "确认")
     assert LI not in repr(message) and "确认" not in repr(message)
-    assert web.people_with_phone(svc, LI) == ["li"] and web.people_with_phone(svc, "+1555") == []
+    assert (
+        web_twilio.people_with_phone(svc, LI) == ["li"]
+        and web_twilio.people_with_phone(svc, "+1555") == []
+    )
     for headers in ({}, {"X-Twilio-Signature": signature[:-4] + "AAA="}):
-        with pytest.raises(web.Refused) as exc:
-            web.check_inbound(svc, path, body, headers)
+        with pytest.raises(web_responses.Refused) as exc:
+            web_twilio.check_inbound(svc, path, body, headers)
         assert exc.value.status == 403
     tampered = urlencode({**form, "From": EO_B}).encode()
-    with pytest.raises(web.Refused) as exc:
-        web.check_inbound(svc, path, tampered, {"X-Twilio-Signature": signature})
+    with pytest.raises(web_responses.Refused) as exc:
+        web_twilio.check_inbound(svc, path, tampered, {"X-Twilio-Signature": signature})
     assert exc.value.status == 403
-    with pytest.raises(web.Refused) as exc:
-        web.check_inbound(None, path, body, {"X-Twilio-Signature": signature})
+    with pytest.raises(web_responses.Refused) as exc:
+        web_twilio.check_inbound(None, path, body, {"X-Twilio-Signature": signature})
     assert exc.value.status == 404
     no_from = {k: v for k, v in form.items() if k != "From"}
     signed = RequestValidator("tok" * 8).compute_signature(
         "https://govclock.example.gov.cn" + path, no_from
     )
-    with pytest.raises(web.Refused) as exc:
-        web.check_inbound(svc, path, urlencode(no_from).encode(), {"X-Twilio-Signature": signed})
+    with pytest.raises(web_responses.Refused) as exc:
+        web_twilio.check_inbound(
+            svc, path, urlencode(no_from).encode(), {"X-Twilio-Signature": signed}
+        )
     assert exc.value.status == 400
 
 
@@ -276,13 +285,13 @@ async def test_the_inbound_route_counts_every_reply_by_outcome(
     runtime.restored = True
     mine = {TP(ESCALATION_INPUTS, p) for p in range(N)}
     monkeypatch.setattr(ctx.app.assignor, "assigned_actives", lambda: mine)
-    monkeypatch.setattr(web, "time", SimpleNamespace(time=lambda: BREACH + 60))
+    monkeypatch.setattr(web_twilio, "time", SimpleNamespace(time=lambda: BREACH + 60))
     acks: list[tuple[str, int, str, str]] = []
 
     async def submit_ack(_: Any, oid: str, level: int, person: str, at: int, *, via: str) -> None:
         acks.append((oid, level, person, via))
 
-    monkeypatch.setattr(web, "submit_ack", submit_ack)
+    monkeypatch.setattr(web_twilio, "submit_ack", submit_ack)
 
     async with TestClient(TestServer(ctx.app.web.web_app)) as client:
 
@@ -333,14 +342,16 @@ def test_sms_reply_outcomes_are_bounded() -> None:
     """Every decision ``decide_reply`` can make is a label of its own; nothing else is."""
     metrics = Metrics(CollectorRegistry())
     decided = {
-        web.decide_reply(ReplyIntent("other"), web.ReplyLookup(), N).outcome,
-        web.decide_reply(ReplyIntent("ack"), web.ReplyLookup(), N).outcome,
-        web.decide_reply(ReplyIntent("ack"), web.ReplyLookup(partitions=set(range(N))), N).outcome,
-        web.decide_reply(ReplyIntent("token", TOKEN), web.ReplyLookup(), N, 0).outcome,
-        web.decide_reply(
-            ReplyIntent("token", TOKEN), web.ReplyLookup(token_error="expired"), N
+        replies.decide_reply(ReplyIntent("other"), replies.ReplyLookup(), N).outcome,
+        replies.decide_reply(ReplyIntent("ack"), replies.ReplyLookup(), N).outcome,
+        replies.decide_reply(
+            ReplyIntent("ack"), replies.ReplyLookup(partitions=set(range(N))), N
         ).outcome,
-        web.decide_reply(ReplyIntent("token", TOKEN), web.ReplyLookup(), N).outcome,
+        replies.decide_reply(ReplyIntent("token", TOKEN), replies.ReplyLookup(), N, 0).outcome,
+        replies.decide_reply(
+            ReplyIntent("token", TOKEN), replies.ReplyLookup(token_error="expired"), N
+        ).outcome,
+        replies.decide_reply(ReplyIntent("token", TOKEN), replies.ReplyLookup(), N).outcome,
     }
     assert decided == {"not_understood", "unavailable", "nothing", "link_expired", "link_invalid"}
     assert decided | {"acknowledged", "acknowledged_link"} <= set(SMS_REPLY_OUTCOMES)
@@ -360,7 +371,7 @@ def ob(oid: str, due: str) -> dict[str, str]:
 
 def test_the_cluster_list_is_merged_sorted_and_says_what_is_missing() -> None:
     meta = {"http://a:1/": {"gk-subjects-changelog": [2, 0]}, "http://b:2": {"x": [1], "y": [3]}}
-    assert web.partitions_by_url(meta) == {"http://a:1": [0, 2], "http://b:2": [1, 3]}
+    assert web_peers.partitions_by_url(meta) == {"http://a:1": [0, 2], "http://b:2": [1, 3]}
     here = {
         "url": "http://a:1",
         "answer": {"partitions": [0, 2], "obligations": [ob("r:A", "2026-03-10T15:00:00+08:00")]},
@@ -376,14 +387,16 @@ def test_the_cluster_list_is_merged_sorted_and_says_what_is_missing() -> None:
             ],
         },
     }
-    full = web.merge_obligation_lists([here, peer], 4)
+    full = web_obligations.merge_obligation_lists([here, peer], 4)
     assert [o["id"] for o in full["obligations"]] == ["r:C", "r:A", "r:B"]
     assert (full["partitions"], full["partial"], full["missing_partitions"]) == (
         [0, 1, 2, 3],
         False,
         [],
     )
-    down = web.merge_obligation_lists([here, {"url": "http://b:2", "error": "TimeoutError"}], 4)
+    down = web_obligations.merge_obligation_lists(
+        [here, {"url": "http://b:2", "error": "TimeoutError"}], 4
+    )
     assert [o["id"] for o in down["obligations"]] == ["r:A"]
     assert (down["partial"], down["missing_partitions"]) == (True, [1, 3])
     assert down["workers"][1] == {"url": "http://b:2", "partitions": [], "error": "TimeoutError"}

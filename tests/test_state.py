@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_ledger_properties import BOOK, CAL, PROPS, _end, histories
 
-from deadlines.ledger import Effect, Ledger
+from deadlines.ledger import Ledger
+from deadlines.obligations import Effect
 from deadlines.rules import RuleBook
 from deadlines.state import RuleRegistry, StateError, decode_subject, encode_subject, rules_used
 from schemas.events import Event, parse_event

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from streams.sources import SourcesError, parse_sources
-from streams.web import parse_body
+from config.sources import SourcesError, parse_sources
+from web.ingest import parse_body
 
 GOOD = {
     "event_id": "e1",

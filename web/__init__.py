@@ -1,1 +1,1 @@
-"""The HTTP surface of a worker: reading and refusing requests, one module per concern."""
+"""The HTTP surface of a worker: one module per concern, each registering its own routes."""

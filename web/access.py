@@ -5,7 +5,7 @@ pattern, so what is checked is what will answer, whatever the spelling of the pa
 
 - **open**: ``/healthz``, ``/readyz``, ``/metrics`` (probes and the scrape; restrict
   ``/metrics`` in the network, docs/security.md);
-- **public**: the paths a public proxy may expose (``PUBLIC_PATHS`` in streams/web.py), each
+- **public**: the paths a public proxy may expose (``PUBLIC_PATHS`` in web/routes.py), each
   checking its caller itself (HMAC signatures, signed links, Twilio's signature);
 - **internal**: anything under ``/v1/internal/``, and any request bearing
   ``X-Govclock-Forwarded`` (a worker calling another): it needs the cluster credential,
@@ -13,7 +13,7 @@ pattern, so what is checked is what will answer, whatever the spelling of the pa
   within :data:`CLUSTER_WINDOW_S` of the receiver's clock;
 - **read**: everything else (the query API, the escalation state, the ack API, unknown
   paths): ``Authorization: Bearer <token>`` of a reader in ``GOVCLOCK_READERS_FILE``
-  (web/readers.py). Without a readers file: open on loopback (the development set-up),
+  (config/readers.py). Without a readers file: open on loopback (the development set-up),
   refused with 403 off it.
 
 :func:`decide` is pure; :func:`access_middleware` applies it to aiohttp requests, and
@@ -38,13 +38,13 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from yarl import URL
 
-from streams.settings import Settings, SettingsError
-from web.readers import Readers, load_readers
+from config.readers import Readers, load_readers
+from config.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     import faust
 
-    from streams.app import Context
+    from worker.context import Context
 
 __all__ = [
     "CLUSTER_HEADER",

@@ -1,168 +1,214 @@
-"""``GET /v1/obligations``: the query, its cursor, and a page read without stalling the loop.
+"""``GET /v1/obligations`` and ``GET /v1/obligations/{id}``: the obligations of the cluster.
 
-Pages are ordered by due time, then id. ``limit`` (default 500, at most 5,000) caps a page;
-``next`` is an opaque cursor for the page after it, bound to the filters it was made with
-(a cursor sent with other filters is refused). Keyset paging: the cursor names the last
-``(due_at, id)`` returned, so obligations opened, closed or moved meanwhile neither repeat
-nor vanish from the pages still to come unless their own due time moved across the cursor.
-
-The scan reads each partition's index (deadlines/query.py) in steps of at most
-:data:`STEP_ENTRIES` entries and yields to the event loop between steps and every
-:data:`VIEWS_PER_YIELD` rendered obligations, so a query never holds the worker (its
-sweeper, its ledger agent) for more than a few milliseconds.
+The list answers for the whole cluster: this worker's partitions from its own ledgers, every
+other worker's (from the subjects table's assignment) asked with the same filters and
+``?local=1``; merged, each id once, by due time (the query and its cursor: web/paging.py).
+``partial`` with ``missing_partitions`` when some partition was not answered (a worker down,
+slow or recovering). One obligation is answered by the worker that owns its subject.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
+import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import orjson
+from faust.exceptions import SameNode
+from faust.web import Request, Response, View
+from faust.web.exceptions import ServiceUnavailable
+from yarl import URL
 
-from deadlines.query import Filters, Key, ObligationIndex
 from deadlines.report import obligation_view
-from govclock.timeparse import parse_as_of
+from deadlines.rules import RuleBook
+from streams.topics import SUBJECTS_TABLE
+from web.paging import QueryError, encode_cursor, local_page, parse_query, view_key
+from web.peers import Peers, forwarded, obligation_path
+from web.responses import json_response
 
-__all__ = [
-    "DEFAULT_LIMIT",
-    "MAX_LIMIT",
-    "Query",
-    "QueryError",
-    "decode_cursor",
-    "encode_cursor",
-    "local_page",
-    "parse_query",
-]
+if TYPE_CHECKING:
+    from worker.context import Context
 
-DEFAULT_LIMIT = 500
-MAX_LIMIT = 5000
-#: Index entries looked at between two yields to the event loop.
-STEP_ENTRIES = 2000
-#: Obligations rendered to JSON-ready dicts between two yields.
-VIEWS_PER_YIELD = 250
-#: The query parameters a list request may carry (``local`` is the peers' own).
-PARAMETERS = ("status", "unit", "rule", "subject_id", "due_before", "limit", "cursor", "local")
+log = logging.getLogger("govclock.web")
+
+#: How long the receiving worker waits for each other worker's part of the list.
+LIST_PEER_TIMEOUT_S = 5.0
 
 
-class QueryError(ValueError):
-    """A bad list request (400): ``parameter`` names what is wrong."""
-
-    def __init__(self, parameter: str, message: str) -> None:
-        super().__init__(f"{parameter}: {message}")
-        self.parameter = parameter
-
-
-@dataclass(frozen=True)
-class Query:
-    filters: Filters
-    after: Key | None
-    limit: int
-
-    def peer_params(self, cursor: str | None) -> dict[str, str]:
-        """The same query for another worker (``due_before`` as parsed here)."""
-        out = {k: str(v) for k, v in asdict(self.filters).items() if v is not None}
-        out["limit"] = str(self.limit)
-        if cursor:
-            out["cursor"] = cursor
-        return out
-
-
-def _fingerprint(f: Filters) -> str:
-    raw = orjson.dumps(asdict(f), option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(raw).hexdigest()[:12]
-
-
-def encode_cursor(key: Key, f: Filters) -> str:
-    raw = orjson.dumps([key[0], key[1], _fingerprint(f)])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(text: str, f: Filters) -> Key:
-    try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        due, oid, fp = orjson.loads(raw)
-        if not isinstance(due, int) or not isinstance(oid, str) or not isinstance(fp, str):
-            raise TypeError
-    except (ValueError, TypeError):
-        raise QueryError("cursor", "not a cursor this API gave (copy `next` as it is)") from None
-    if fp != _fingerprint(f):
-        raise QueryError("cursor", "made for other filters: send the filters it was made with")
-    return due, oid
-
-
-def _limit(text: str | None) -> int:
-    if text is None or text == "":
-        return DEFAULT_LIMIT
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LIMIT:
-        raise QueryError("limit", f"{text!r} is not a whole number from 1 to {MAX_LIMIT}")
-    return int(text)
-
-
-def _due_before(text: str | None) -> int | None:
-    if not text:
+def home_subject(obligation_id: str, book: RuleBook) -> str | None:
+    """The subject key an obligation lives on, when its id alone says so (``rule:subject``):
+    the subject is the trigger's own id for most rules, the unit for yearly duties. For
+    rules that live on another subject (opinions about an incident) it cannot be told."""
+    rule_id, _, subject_id = obligation_id.partition(":")
+    rules = book.find(rule_id)
+    if not rules or not subject_id:
         return None
-    if text.isascii() and text.isdigit() and len(text) <= 12:
-        return int(text)
-    try:
-        return parse_as_of(text)
-    except ValueError as exc:
-        raise QueryError("due_before", str(exc).removeprefix("--as-of: ")) from None
+    rule = rules[0]
+    if rule.ref == "unit":
+        return f"unit={subject_id.rsplit('/', 1)[0]}"
+    if rule.id_path == rule.link_path:
+        return f"{rule.ref}={subject_id}"
+    return None
 
 
-def parse_query(q: Mapping[str, str]) -> Query:
-    """The list query of a request's parameters; raises :class:`QueryError`."""
-    unknown = sorted(set(q) - set(PARAMETERS))
-    if unknown:
-        raise QueryError(unknown[0], f"unknown parameter; known: {', '.join(PARAMETERS)}")
-    filters = Filters(
-        status=q.get("status") or None,
-        unit=q.get("unit") or None,
-        rule=q.get("rule") or None,
-        subject_id=q.get("subject_id") or None,
-        due_before=_due_before(q.get("due_before")),
-    )
-    cursor = q.get("cursor")
-    after = decode_cursor(cursor, filters) if cursor else None
-    return Query(filters, after, _limit(q.get("limit")))
-
-
-async def local_page(
-    indexes: Iterable[ObligationIndex], query: Query
-) -> tuple[list[dict[str, Any]], Key | None]:
-    """This worker's first ``limit`` matches after the cursor, rendered, and the key to
-    continue after when there may be more (None: the last page)."""
-    found: list[tuple[Key, Any]] = []
+def merge_obligation_lists(
+    parts: Iterable[Mapping[str, Any]], partitions: int, limit: int | None = None
+) -> dict[str, Any]:
+    """The cluster's answer from each worker's part: ``{"url", "partitions" (the metadata's),
+    "answer": the ``?local=1`` body or None, "error": str or None}``. Obligations from
+    workers that answered, each id once, sorted by due time then id, the first ``limit``
+    of them; ``more``: whether a page follows (some worker had more, or the merge cut);
+    ``partitions``: those answered; ``partial``/``missing_partitions``: those nobody
+    answered for."""
+    seen: dict[str, dict[str, Any]] = {}
+    answered: set[int] = set()
+    workers = []
     more = False
-    for index in indexes:
-        after = query.after
-        taken = 0
-        while True:
-            step = index.step(query.filters, after, query.limit - taken, STEP_ENTRIES)
-            found += step.matches
-            taken += len(step.matches)
-            await asyncio.sleep(0)
-            if step.done:
-                break
-            if taken >= query.limit:
-                more = True
-                break
-            after = step.last
-    found.sort(key=lambda item: item[0])
-    if len(found) > query.limit:
-        found, more = found[: query.limit], True
-    views = []
-    for i, (_, ob) in enumerate(found, start=1):
-        views.append(obligation_view(ob))
-        if i % VIEWS_PER_YIELD == 0:
-            await asyncio.sleep(0)
-    return views, (found[-1][0] if more and found else None)
+    for part in parts:
+        answer = part.get("answer")
+        entry: dict[str, Any] = {"url": part["url"]}
+        if isinstance(answer, Mapping):
+            covered = sorted(int(p) for p in answer.get("partitions") or ())
+            answered.update(covered)
+            entry["partitions"] = covered
+            more = more or bool(answer.get("next"))
+            for ob in answer.get("obligations") or ():
+                seen.setdefault(str(ob["id"]), ob)
+        else:
+            entry["partitions"] = []
+            entry["error"] = str(part.get("error") or "no answer")
+        workers.append(entry)
+    missing = sorted(set(range(partitions)) - answered)
+    obligations = sorted(seen.values(), key=view_key)
+    if limit is not None and len(obligations) > limit:
+        obligations, more = obligations[:limit], True
+    return {
+        "obligations": obligations,
+        "more": more and bool(obligations),
+        "partitions": sorted(answered),
+        "partial": bool(missing),
+        "missing_partitions": missing,
+        "workers": workers,
+    }
 
 
-def view_key(view: Mapping[str, Any]) -> Key:
-    """The ``(due_at, id)`` of a rendered obligation (as a peer sends it)."""
-    return int(datetime.fromisoformat(str(view["due_at"])).timestamp()), str(view["id"])
+class Obligations:
+    """The two routes' work, and finding one obligation anywhere in the cluster."""
+
+    def __init__(self, ctx: Context, peers: Peers) -> None:
+        self.ctx = ctx
+        self.peers = peers
+
+    def answering_partitions(self) -> list[int]:
+        """The partitions this worker answers the list for: those it owns, once it is ready
+        (tables recovered, ledgers rebuilt, start-up backlog through); none before."""
+        return self.ctx.assigned() if self.ctx.caught_up() else []
+
+    async def peer_list(self, url: str, query: Mapping[str, str]) -> Any:
+        """Another worker's own part of the list (``?local=1``)."""
+        target = URL(url).with_path("/v1/obligations").with_query({**query, "local": "1"})
+        return await self.peers.get_part(target, LIST_PEER_TIMEOUT_S)
+
+    async def list(self, view: View, request: Request) -> Response:
+        """``GET /v1/obligations``."""
+        http: Any = request
+        try:
+            query = parse_query(request.query)
+        except QueryError as exc:
+            return view.json({"error": str(exc), "parameter": exc.parameter}, status=400)
+        mine = self.answering_partitions()
+        indexes = [ix for p, ix in sorted(self.ctx.worker.indexes.items()) if p in mine]
+        views, last = await local_page(indexes, query)
+        local = {
+            "obligations": views,
+            "partitions": mine,
+            "next": encode_cursor(last, query.filters) if last else None,
+        }
+        if request.query.get("local") in ("1", "true") or forwarded(http.headers):
+            return json_response(view, local)
+        peers = self.peers.others(SUBJECTS_TABLE)
+        params = query.peer_params(request.query.get("cursor"))
+        answers = await asyncio.gather(
+            *(self.peer_list(u, params) for u in peers), return_exceptions=True
+        )
+        parts: list[dict[str, Any]] = [{"url": self.peers.here(), "answer": local}]
+        for url, answer in zip(peers, answers, strict=True):
+            if isinstance(answer, BaseException):
+                error = f"{type(answer).__name__}: {answer}".rstrip(": ")
+                self.ctx.app.log.warning(f"govclock: {url} did not answer the list: {error}")
+                parts.append({"url": url, "answer": None, "error": error})
+            else:
+                parts.append({"url": url, "answer": answer})
+        merged = merge_obligation_lists(parts, self.ctx.settings.partitions, query.limit)
+        more = merged.pop("more")
+        obs = merged["obligations"]
+        merged["next"] = encode_cursor(view_key(obs[-1]), query.filters) if more else None
+        return json_response(view, merged)
+
+    async def one(self, view: View, request: Request, obligation_id: str) -> Response:
+        """``GET /v1/obligations/{obligation_id}``."""
+        ctx = self.ctx
+        home = home_subject(obligation_id, ctx.book)
+        if home is not None:
+            try:  # answered by the worker that owns the obligation's subject
+                response: Response = await ctx.app.router.route_req(
+                    SUBJECTS_TABLE, home.encode(), view.web, request
+                )
+                return response
+            except SameNode:
+                pass
+            except ServiceUnavailable:
+                return view.json({"error": "the owning worker is not known yet"}, status=503)
+        ob = ctx.worker.find(obligation_id)
+        if ob is not None:
+            return view.json(obligation_view(ob))
+        http: Any = request
+        if home is None and not forwarded(http.headers):
+            found = await self.find(obligation_id)  # the id names no subject: ask all
+            if found is not None:
+                return view.json(found)
+        return view.json({"error": f"no obligation {obligation_id!r} here"}, status=404)
+
+    async def find(self, obligation_id: str) -> dict[str, Any] | None:
+        """``GET /v1/obligations/{id}``'s JSON: from this worker's ledgers, else from the
+        worker that owns the obligation's subject (or, when the id does not say which subject
+        it lives on, from each other worker)."""
+        ctx = self.ctx
+        ob = ctx.worker.find(obligation_id)
+        if ob is not None:
+            return obligation_view(ob)
+        home = home_subject(obligation_id, ctx.book)
+        peers: list[URL] = []
+        if home is not None:
+            try:
+                peers = [ctx.app.router.key_store(SUBJECTS_TABLE, home.encode())]
+            except KeyError:
+                return None
+        else:
+            peers = [URL(str(u)) for u in ctx.app.router.table_metadata(SUBJECTS_TABLE)]
+        for peer in peers:
+            if self.peers.is_here(peer):
+                continue
+            url = URL(str(peer).rstrip("/") + obligation_path(obligation_id), encoded=True)
+            try:
+                found = await self.peers.get_json(url)
+            except Exception as exc:  # a worker down: the others may still have it
+                log.warning("obligation %s: %s did not answer: %r", obligation_id, peer, exc)
+                continue
+            if isinstance(found, dict):
+                return found
+        return None
+
+
+def register(ctx: Context, obligations: Obligations) -> None:
+    @ctx.app.page("/v1/obligations")
+    class ObligationsView(View):
+        """The obligations of the whole cluster (``?local=1``: this worker's part only)."""
+
+        async def get(self, request: Request) -> Response:
+            return await obligations.list(self, request)
+
+    @ctx.app.page("/v1/obligations/{obligation_id}")
+    class ObligationView(View):
+        async def get(self, request: Request, obligation_id: str) -> Response:
+            return await obligations.one(self, request, obligation_id)

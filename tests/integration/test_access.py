@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import pytest
 
+from config.readers import hash_token, mint_token
 from streams.broker import EmbeddedBroker
 from tests.integration.test_monitor import (
     ONLINE_POSTING,
@@ -29,7 +30,6 @@ from tests.integration.test_monitor import (
     wait_for,
 )
 from web.access import CLUSTER_HEADER, ClusterKey
-from web.readers import hash_token, mint_token
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

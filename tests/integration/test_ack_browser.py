@@ -1,7 +1,7 @@
 """The acknowledgement page in a real browser: headless Debian Chromium at a phone's size.
 
 A real aiohttp server on 127.0.0.1 serves ``GET``/``POST /a/{token}`` through
-``streams.ack_page.AckHandlers`` (the same functions the worker's ``/a/{token}`` view calls;
+``web.ack_page.AckHandlers`` (the same functions the worker's ``/a/{token}`` view calls;
 tests/integration/test_ack_link_e2e.py opens links against the real worker). The
 links come from real messages: the scripted incident of tests/test_escalation.py runs through
 the real ledger and notifier (console channel) with ``make_ack_url``. The browser opens the
@@ -29,12 +29,12 @@ from aiohttp import web
 from test_escalation import CAL, HOUR, MIN, POLICIES, ROSTER, RULES, T
 from test_notifier import incident, run
 
+from channels.console import ConsoleChannel
 from deadlines.ledger import Ledger
 from deadlines.report import obligation_view
-from streams.ack_links import ACK_PATH, AckIndex, make_ack_url
-from streams.ack_page import AckHandlers, AckResponse, escalation_summary
-from streams.channels.console import ConsoleChannel
-from streams.notifier import Notifier
+from escalation.links import ACK_PATH, AckIndex, make_ack_url
+from escalation.memory import Notifier
+from web.ack_page import AckHandlers, AckResponse, escalation_summary
 
 if TYPE_CHECKING:
     from playwright.async_api import ViewportSize

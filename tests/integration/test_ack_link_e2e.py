@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from streams.ack_links import ACK_PATH, TOKEN_CHARS, sms_segments, token_partition
+from escalation.links import ACK_PATH, TOKEN_CHARS, sms_segments, token_partition
 from streams.broker import EmbeddedBroker
 from streams.topics import escalation_partition, subject_key
 from tests.fake_twilio import FakeTwilio
@@ -351,7 +351,7 @@ def sms_reply(mon: TwilioMonitor, auth_token: str, sender: str, body: str) -> tu
 
     from twilio.request_validator import RequestValidator
 
-    from streams.channels.twilio_sms import INBOUND_PATH
+    from channels.twilio_sms import INBOUND_PATH
 
     form = {"MessageSid": f"SM{time.time_ns():032x}", "From": sender, "To": "+15005550006"}
     form["Body"] = body

@@ -23,16 +23,15 @@ from kafka import TopicPartition as KTopicPartition
 from kafka.partitioner.default import murmur2
 
 import streams.broker as broker_mod
+from config.settings import Settings, SettingsError, load_settings
 from streams.broker import (
-    BrokerError,
     BrokerInUseError,
     EmbeddedBroker,
     free_port,
-    metadata_probe,
     open_broker,
-    pid_alive,
 )
-from streams.settings import Settings, SettingsError, load_settings
+from streams.kafka_probe import metadata_probe
+from streams.tansu import BrokerError, pid_alive
 from streams.topics import (
     DEAD_LETTERS,
     EVENTS,

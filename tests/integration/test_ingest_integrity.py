@@ -23,14 +23,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.signing import (
-    GHOST_SIGNATURE_HEADER,
-    SIGNATURE_HEADER,
-    SOURCE_HEADER,
-    TIMESTAMP_HEADER,
-    ghost_signature_header,
-    signature_header,
-)
 from tests import fuzzing, piecewise
 from tests.integration.test_monitor import (
     Monitor,
@@ -41,6 +33,14 @@ from tests.integration.test_monitor import (
     wait_for,
 )
 from tests.test_adapters import CORPUS, MISSING, ghost_bodies
+from web.signing import (
+    GHOST_SIGNATURE_HEADER,
+    SIGNATURE_HEADER,
+    SOURCE_HEADER,
+    TIMESTAMP_HEADER,
+    ghost_signature_header,
+    signature_header,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(240)]
 

@@ -31,7 +31,9 @@ from urllib.parse import quote
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from streams.broker import EmbeddedBroker, metadata_probe, pid_alive
+from streams.broker import EmbeddedBroker
+from streams.kafka_probe import metadata_probe
+from streams.tansu import pid_alive
 from streams.topics import NOTIFICATIONS, escalation_partition, subject_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

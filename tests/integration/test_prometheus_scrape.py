@@ -235,7 +235,7 @@ def short(data: Any, limit: int = 600) -> str:
 def why_no_series(selector: str, registered: set[str], scraped: set[str]) -> str:
     name = selector.split("{", 1)[0]
     if name not in registered:
-        return f"{name} is not a metric streams/metrics.py registers (missing metric)"
+        return f"{name} is not a metric metrics/collectors.py registers (missing metric)"
     if name not in scraped:
         return (
             f"{name} is registered but the worker exported no sample of it: nothing has "

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from streams.signing import SIGNATURE_HEADER, SOURCE_HEADER, TIMESTAMP_HEADER, signature_header
 from tests.integration.test_monitor import Monitor, document, wait_for
+from web.signing import SIGNATURE_HEADER, SOURCE_HEADER, TIMESTAMP_HEADER, signature_header
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180)]
 

@@ -31,9 +31,9 @@ from xml.etree import ElementTree
 import pytest
 from twilio.request_validator import RequestValidator
 
-from streams.channels.replies import REPLY_HELP, REPLY_NOTHING, REPLY_UNKNOWN_NUMBER
-from streams.channels.twilio_sms import INBOUND_PATH
-from streams.metrics import SMS_REPLY_OUTCOMES
+from channels.twilio_sms import INBOUND_PATH
+from escalation.replies import REPLY_HELP, REPLY_NOTHING, REPLY_UNKNOWN_NUMBER
+from metrics.collectors import SMS_REPLY_OUTCOMES
 from tests.fake_twilio import FakeTwilio
 from tests.integration.test_escalation import (  # noqa: F401 (fixture)
     EO,

@@ -11,8 +11,8 @@ import pytest
 
 from streams.broker import EmbeddedBroker
 from streams.journal import Journal
-from streams.web import ACK_TIMEOUT_S
 from tests.integration.test_monitor import TANSU_AS_CLUSTER, Monitor, incident, request
+from web.ingest import ACK_TIMEOUT_S
 
 
 @pytest.mark.timeout(120)

@@ -1,0 +1,1 @@
+"""Outbound message providers behind one interface: the console and Twilio SMS."""

@@ -1,0 +1,1 @@
+"""Configuration loaders: settings from the environment and the YAML files they name."""

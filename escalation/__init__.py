@@ -1,0 +1,1 @@
+"""The escalation runtime: the pure escalation core applied to live inputs, sent by channels."""

@@ -1,0 +1,1 @@
+"""The Prometheus metrics a worker exposes: each family declared once."""

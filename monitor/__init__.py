@@ -1,0 +1,1 @@
+"""The composition root: the Faust app with its agents and routes, and the live run."""
