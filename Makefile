@@ -15,10 +15,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # promtool (Debian's prometheus package) for the alert-rule tests (tests/test_alert_rules.py);
-# Debian's chromium for the ack page's browser test (tests/integration/test_ack_browser.py).
+# Debian's chromium for the ack page's browser test (tests/integration/test_ack_browser.py);
+# Debian's postgresql for the archive's tests (tests/pgserver.py starts a private cluster from
+# its binaries: neither the system cluster nor systemd is used).
 tools:
 	command -v promtool >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus)
 	test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
 
 run: install
 	$(BIN)/govclock run

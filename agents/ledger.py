@@ -19,6 +19,7 @@ from faust.types import TP
 
 from agents.ingest import dead_letter
 from streams.topics import NOTIFICATIONS, SUBJECT_EVENTS
+from worker.archiving import archive_settled
 from worker.context import in_partition
 from worker.ledgers import RecordError, effect_record
 
@@ -55,6 +56,10 @@ def register(ctx: Context) -> None:
                 ctx.stats["applied"] = worker.applied
                 ctx.applied_offsets[partition] = events[-1].message.offset + 1
                 rows = [(key.encode(), row) for key, row in worker.changed(partition)]
+                await archive_settled(ctx, worker.take_settled(partition))  # before the rows
+                forgotten = sum(1 for _, row in rows if row is None)
+                if forgotten:
+                    ctx.metrics.forgotten_subjects.inc(forgotten)
                 if rows:
                     with in_partition(events[-1]):
                         ctx.table.write_rows(partition, rows)

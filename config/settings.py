@@ -23,6 +23,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from config.secrets import parse_secrets
+from deadlines.retention import DAY, Retention
 from schemas.times import EARLIEST, FUTURE_SKEW_S, TimePolicy
 
 __all__ = ["ENV_PREFIX", "Settings", "SettingsError", "load_settings"]
@@ -32,6 +33,7 @@ LOOPBACK = "127.0.0.1"
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
+_ARCHIVE_SCHEMES = ("sqlite", "postgresql", "postgres")
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>[0-9]{1,5})$")
 
 
@@ -175,6 +177,31 @@ class Settings(BaseSettings):
     earliest_time: date = Field(
         default=EARLIEST, description="the earliest date an event's timestamp may name"
     )
+    # -- the compliance archive (docs/archive.md) ------------------------------------------
+    archive_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the archive of closed obligations: "
+        "postgresql+psycopg://user:pass@host/db in production (the password is masked in "
+        "logs); unset: the embedded SQLite file <data dir>/archive.sqlite3",
+    )
+    settle_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="days a met, late, unverifiable or cancelled obligation stays in the hot "
+        "state after it closed, before it moves to the archive",
+    )
+    missed_grace_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="days after its deadline that a missed obligation waits for late evidence "
+        "before it moves to the archive",
+    )
+    evidence_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="days a subject with nothing open (evidence whose trigger has not come) "
+        "is remembered after its last publication",
+    )
     log_level: LogLevel = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
 
     # -- validation -------------------------------------------------------------------
@@ -236,6 +263,19 @@ class Settings(BaseSettings):
             parse_secrets(value.get_secret_value())  # ValueError names no secret
         return value
 
+    @field_validator("archive_url", mode="before")
+    @classmethod
+    def _archive_url(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip()
+            scheme = value.partition("://")[0].lower() if "://" in value else ""
+            if scheme.partition("+")[0] not in _ARCHIVE_SCHEMES:
+                raise ValueError(
+                    "not an archive URL (expected postgresql+psycopg://user:pass@host/db "
+                    "or sqlite:///path)"
+                )
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _level(cls, value: object) -> object:
@@ -244,9 +284,26 @@ class Settings(BaseSettings):
     # -- derived ----------------------------------------------------------------------
 
     @property
+    def retention(self) -> Retention:
+        """When settled obligations leave the hot state (deadlines/retention.py)."""
+        return Retention(
+            settle_s=round(self.settle_days * DAY),
+            missed_s=round(self.missed_grace_days * DAY),
+            evidence_s=round(self.evidence_days * DAY),
+        )
+
+    @property
     def time_policy(self) -> TimePolicy:
         """The bounds a live event's timestamps must keep (schemas/times.py)."""
         return TimePolicy(self.future_skew_s, self.earliest_time)
+
+    @property
+    def archive_database_url(self) -> str:
+        """The archive's URL: ``GOVCLOCK_ARCHIVE_URL``, else the SQLite file in the data
+        directory (made absolute, as the data directory is taken from the working one)."""
+        if self.archive_url is not None:
+            return self.archive_url
+        return f"sqlite:///{(self.data_dir / 'archive.sqlite3').absolute()}"
 
     @property
     def embedded(self) -> bool:
@@ -368,6 +425,7 @@ def _describe_errors(exc: ValidationError) -> list[str]:
         where = name + "".join(f"[{p}]" for p in loc[1:])
         msg = err["msg"].removeprefix("Value error, ")
         shown = "'********'" if field in _SECRET_FIELDS else repr(err.get("input"))
+        shown = _USERINFO.sub("***@", shown)  # a URL's user and password
         problems.append(f"{where}={shown}: {msg}")
     return problems
 

@@ -48,6 +48,7 @@ from deadlines.obligations import (
     Obligation,
     Subject,
 )
+from deadlines.retention import Retirer
 from deadlines.rules import Pack, Rule, RuleBook
 from deadlines.timefmt import rfc3339
 from deadlines.windows import judge, reschedule, window_end
@@ -86,6 +87,8 @@ class Ledger:
         self._unit_kinds = book.all_ref_kinds()
         self.duplicates = 0
         self.unrouted = 0
+        #: Retention (deadlines/retention.py): None keeps everything (replay, reports).
+        self.retirer: Retirer | None = None
 
     # -- routing ----------------------------------------------------------------------
 
@@ -383,6 +386,8 @@ class Ledger:
                         self._fire(ob, t if exact else now, fx)
         if self.clock is None or now > self.clock:
             self.clock = now
+        if self.retirer is not None:
+            self.retirer.run(self, now)
         return fx
 
     def _fire(self, ob: Obligation, now: int, fx: list[Effect]) -> None:
@@ -472,7 +477,8 @@ class Ledger:
             p.calendar_rules for p in self.book.packs.values()
         ):
             wake = self._next_year_at if wake is None else min(wake, self._next_year_at)
-        return wake
+        retire = self.retirer.next_due() if self.retirer is not None else None
+        return retire if wake is None else wake if retire is None else min(wake, retire)
 
     # -- calendar updates ---------------------------------------------------------------
 
@@ -503,6 +509,8 @@ class Ledger:
         """Take a subject restored from durable state and file its obligations' wake-ups."""
         self.drop_subject(subject.key)
         self.subjects[subject.key] = subject
+        if self.retirer is not None:
+            self.retirer.schedule(self, (subject.key,))
         if subject.key.startswith(f"{UNIT_REF}="):
             self.note_unit(subject.key[len(UNIT_REF) + 1 :])
             self.dirty.discard(subject.key)
@@ -521,6 +529,8 @@ class Ledger:
     def take_dirty(self) -> list[Subject]:
         """The subjects changed since the last call, to be written to durable state."""
         keys, self.dirty = self.dirty, set()
+        if self.retirer is not None:
+            self.retirer.schedule(self, keys)
         return [self.subjects[k] for k in sorted(keys) if k in self.subjects]
 
     # -- reading ----------------------------------------------------------------------

@@ -13,7 +13,14 @@ from typing import Any
 from deadlines.obligations import LATE, MET, MISSED, STATUSES, Obligation
 from deadlines.timefmt import CST, rfc3339
 
-__all__ = ["CST", "build_report", "on_time_rates", "optional_rfc3339"]
+__all__ = [
+    "CST",
+    "build_report",
+    "on_time_rates",
+    "optional_rfc3339",
+    "rates_of",
+    "rates_of_views",
+]
 
 DECIDED = (MET, LATE, MISSED)
 
@@ -57,16 +64,26 @@ def _rates(groups: dict[str, dict[str, int]]) -> dict[str, dict[str, Any]]:
 
 
 def on_time_rates(obligations: Iterable[Obligation]) -> dict[str, Any]:
+    return rates_of((ob.unit, ob.rule.id, ob.status) for ob in obligations)
+
+
+def rates_of_views(views: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """:func:`on_time_rates` of obligations as JSON (the API's and the archive's views)."""
+    return rates_of((str(v["unit"]), str(v["rule_id"]), str(v["status"])) for v in views)
+
+
+def rates_of(triples: Iterable[tuple[str, str, str]]) -> dict[str, Any]:
+    """Counts and on-time rates overall, per unit and per rule, of ``(unit, rule, status)``."""
     by_unit: dict[str, dict[str, int]] = {}
     by_rule: dict[str, dict[str, int]] = {}
     total = dict.fromkeys(STATUSES, 0)
-    for ob in obligations:
-        for groups, key in ((by_unit, ob.unit), (by_rule, ob.rule.id)):
+    for unit, rule, status in triples:
+        for groups, key in ((by_unit, unit), (by_rule, rule)):
             counts = groups.get(key)
             if counts is None:
                 counts = groups[key] = dict.fromkeys(STATUSES, 0)
-            counts[ob.status] += 1
-        total[ob.status] += 1
+            counts[status] += 1
+        total[status] += 1
     return {
         "overall": _rates({"all": total})["all"],
         "by_unit": _rates(by_unit),

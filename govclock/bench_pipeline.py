@@ -40,7 +40,7 @@ from streams.topics import EVENTS, all_topic_specs, create_topics
 PARTITIONS = 4
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
@@ -126,7 +126,7 @@ def _compute_only(lines: list[bytes]) -> float:
         gc.set_threshold(*thresholds)
 
 
-def _get(url: str) -> tuple[int, dict[str, Any]]:
+def get_status_json(url: str) -> tuple[int, dict[str, Any]]:
     import urllib.error
     import urllib.request
 
@@ -232,7 +232,9 @@ def _percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def _start_worker(env: dict[str, str], data: Path, i: int, port: int) -> subprocess.Popen[bytes]:
+def start_worker(
+    env: dict[str, str], data: Path, i: int | str, port: int
+) -> subprocess.Popen[bytes]:
     log = (data / f"worker-{i}.log").open("wb")
     try:
         return subprocess.Popen(
@@ -250,7 +252,7 @@ def _start_worker(env: dict[str, str], data: Path, i: int, port: int) -> subproc
         log.close()
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_worker(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGINT)
         try:
@@ -264,7 +266,7 @@ def _worker_stats(bases: list[str]) -> list[dict[str, int]]:
     return [
         {
             name: value
-            for name, value in _get(f"{base}/readyz")[1].get("stats", {}).items()
+            for name, value in get_status_json(f"{base}/readyz")[1].get("stats", {}).items()
             if isinstance(value, int)
         }
         for base in bases
@@ -303,15 +305,15 @@ def run_pipeline_bench(
                 "BROKER_HEARTBEAT_INTERVAL": "2.0",
                 "GOVCLOCK_LOG_LEVEL": "WARNING",
             }
-            ports = [_free_port() for _ in range(workers)]
-            procs = [_start_worker(env, data, i, port) for i, port in enumerate(ports)]
+            ports = [free_port() for _ in range(workers)]
+            procs = [start_worker(env, data, i, port) for i, port in enumerate(ports)]
             bases = [f"http://127.0.0.1:{port}" for port in ports]
             try:
                 # Every worker is ready (on empty topics, partitions shared out) before
                 # anything is produced, so the clock runs from the first record produced to
                 # the last one applied.
                 deadline = time.monotonic() + 120
-                while any(_get(f"{base}/readyz")[0] != 200 for base in bases):
+                while any(get_status_json(f"{base}/readyz")[0] != 200 for base in bases):
                     if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
                         raise RuntimeError("a worker did not become ready")
                     time.sleep(0.05)
@@ -346,7 +348,7 @@ def run_pipeline_bench(
                 raise
             finally:
                 for proc in procs:
-                    _stop(proc)
+                    stop_worker(proc)
     compute_s = _compute_only(lines)
     raw_rate = n / raw_s
     pipeline_rate = n / pipeline_s

@@ -147,6 +147,11 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.history:
+        from govclock.bench_history import run_history_bench
+
+        print(json.dumps(run_history_bench(args.open, args.postgres), indent=2))
+        return 0
     if args.query:
         from govclock.bench_query import run_query_bench
 
@@ -167,6 +172,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from archive.store import Archive
+    from config.settings import load_settings
+    from govclock import compliance
+
+    period = compliance.Period.of_dates(args.from_, args.to, args.unit, args.rule)
+    settings = load_settings()
+    archive = Archive.open(args.archive or settings.archive_database_url)
+    try:
+        opened = [] if args.archive_only else compliance.open_views(args.monitor, period)
+        views = [*opened, *compliance.archived_views(archive, period)]
+    finally:
+        archive.close()
+    report = compliance.build(views, period)
+    sys.stdout.write(compliance.render(report, args.format, args.headers))
+    return 0
+
+
 def cmd_schemas(args: argparse.Namespace) -> int:
     from schemas.export import DEFAULT_DIR, check_json_schemas, write_json_schemas
 
@@ -178,6 +201,9 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     for name in stale:
         print(f"stale: {name} (run `make schemas`)", file=sys.stderr)
     return 1 if stale else 0
+
+
+DEFAULT_OPEN = 1_000_000
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -226,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmark the core (no broker); prints JSON")
     p.add_argument("--events", type=int, default=300_000)
-    p.add_argument("--open", type=int, default=1_000_000, help="open obligations to hold")
+    p.add_argument("--open", type=int, default=DEFAULT_OPEN, help="open obligations to hold")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument(
         "--pipeline",
@@ -242,7 +268,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workers", type=int, default=1, help="with --pipeline: worker processes on the broker"
     )
+    p.add_argument(
+        "--history",
+        action="store_true",
+        help="restart-to-ready with 100k and 1M events of history, memory per open obligation, "
+        "archive write rates",
+    )
+    p.add_argument("--postgres", help="with --history: a PostgreSQL URL to time archive writes")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser(
+        "report", help="on-time rates for a period, from the archive and the live monitor"
+    )
+    p.add_argument("--from", dest="from_", required=True, help="first day (YYYY-MM-DD)")
+    p.add_argument("--to", required=True, help="day after the last (YYYY-MM-DD, exclusive)")
+    p.add_argument("--unit", help="only this unit")
+    p.add_argument("--rule", help="only this rule id")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--headers", choices=("zh", "en"), default="zh", help="CSV headers")
+    p.add_argument(
+        "--archive", help="archive URL (default: GOVCLOCK_ARCHIVE_URL or the data dir's)"
+    )
+    p.add_argument(
+        "--monitor", default="http://127.0.0.1:6066", help="the live monitor, for what is open"
+    )
+    p.add_argument(
+        "--archive-only", action="store_true", help="leave out what is still open (no monitor)"
+    )
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("schemas", help="check (default) or --write the JSON Schema files")
     p.add_argument("--write", action="store_true")

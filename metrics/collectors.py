@@ -66,6 +66,19 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self._prepared: set[tuple[str, str]] = set()  # (rule, unit) pairs created at 0
+        self._ingest_and_ledger(registry)
+        self._escalation(registry)
+        self.sweeper_heartbeat = Gauge(
+            f"{PREFIX}_sweeper_heartbeat_timestamp_seconds",
+            "When the sweeper last ran on this worker.",
+            registry=registry,
+        )
+        self.ready = Gauge(
+            f"{PREFIX}_ready", "1 once tables are recovered and ledgers rebuilt.", registry=registry
+        )
+
+    def _ingest_and_ledger(self, registry: CollectorRegistry) -> None:
+        """Events in, effects out, obligations fulfilled, breached and archived."""
         self.events_ingested = Counter(
             f"{PREFIX}_events_ingested_total",
             "Events accepted by ingest, by event type.",
@@ -102,6 +115,22 @@ class Metrics:
             ["rule", "unit", "outcome"],
             registry=registry,
         )
+        self.archived = Counter(
+            f"{PREFIX}_archived_obligations_total",
+            "Settled obligations written to the archive and gone from the hot state, by status.",
+            ["status"],
+            registry=registry,
+        )
+        self.archive_errors = Counter(
+            f"{PREFIX}_archive_errors_total",
+            "Archive writes that failed and were retried (the ledger waits for the archive).",
+            registry=registry,
+        )
+        self.forgotten_subjects = Counter(
+            f"{PREFIX}_forgotten_subjects_total",
+            "Subjects with nothing open, removed from the hot state after the evidence window.",
+            registry=registry,
+        )
         self.time_to_fulfil = Histogram(
             f"{PREFIX}_time_to_fulfil_ratio",
             "Time from window start to evidence, as a fraction of the window (1 = at the "
@@ -116,6 +145,9 @@ class Metrics:
             buckets=(0.25, 0.5, 1, 2, 5, 30, 300, 3600),
             registry=registry,
         )
+
+    def _escalation(self, registry: CollectorRegistry) -> None:
+        """Notifications, on-call gaps, the escalation timer, SMS replies."""
         self.notifications = Counter(
             f"{PREFIX}_notifications_total",
             "Notifications by channel and delivery state.",
@@ -167,14 +199,6 @@ class Metrics:
             + ".",
             ["outcome"],
             registry=registry,
-        )
-        self.sweeper_heartbeat = Gauge(
-            f"{PREFIX}_sweeper_heartbeat_timestamp_seconds",
-            "When the sweeper last ran on this worker.",
-            registry=registry,
-        )
-        self.ready = Gauge(
-            f"{PREFIX}_ready", "1 once tables are recovered and ledgers rebuilt.", registry=registry
         )
 
     def init_notifications(self, channels: Iterable[str], units: Iterable[str]) -> None:

@@ -6,11 +6,13 @@ so tests and ``govclock run`` each make their own.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import faust
 
 from agents import ingest, ledger, notifier, sweeper
+from archive.store import Archive
 from config.settings import Settings
 from config.sources import load_sources
 from metrics.collectors import LedgerCollector
@@ -27,6 +29,8 @@ from streams.topics import (
 )
 from web import routes
 from worker.context import Context, load_worker
+
+log = logging.getLogger("govclock")
 
 #: Faust settings the embedded broker needs (docs/broker.md in ../shared, measured).
 EMBEDDED_BROKER_SETTINGS: dict[str, Any] = {
@@ -70,7 +74,9 @@ def create_app(
     )
     dead_letters = app.topic(DEAD_LETTERS, partitions=1, value_serializer="raw")
     table = rows_table(app, SUBJECTS_TABLE, n)  # multi-row changelog records (streams/table.py)
-    worker = load_worker(settings, n)
+    archive = Archive.open(settings.archive_database_url)  # migrated to the current schema
+    log.info("govclock: archive %s", archive.url)  # the password masked
+    worker = load_worker(settings, n, settings.retention)
     ctx = Context(
         app=app,
         settings=settings,
@@ -84,6 +90,7 @@ def create_app(
         table=table,
         sources=load_sources(settings.sources_file),
         emitted=EmittedKeys(settings.data_dir / "emitted"),
+        archive=archive,
     )
     # How events, reads and peer calls are checked is logged by web/access.py at start.
     worker = ctx.worker

@@ -3,8 +3,9 @@
 1. Connect to ``KAFKA_BROKER``, or start the embedded broker (127.0.0.1, memory only).
 2. Create the topics (idempotent).
 3. If the broker started empty (always, for the embedded one): clear the worker's local
-   table state (it would be stale) and produce the journal into the ingest topic, so the
-   worker rebuilds everything that was ever accepted.
+   table state (it would be stale), compact the journal to what the open state still needs
+   (monitor/compaction.py; the rest is in the archive) and produce it into the ingest topic,
+   so the worker rebuilds its hot state.
 4. Run the Faust worker until Ctrl-C / SIGTERM; then stop the worker, then the broker.
 """
 
@@ -15,7 +16,9 @@ import logging
 import shutil
 from pathlib import Path
 
+from archive.store import Archive
 from config.settings import Settings
+from monitor.compaction import compact_journal
 from streams.broker import open_broker
 from streams.journal import Journal
 from streams.topics import EVENTS, all_topic_specs, create_topics
@@ -88,6 +91,17 @@ def run(settings: Settings) -> int:
         if endpoint.fresh:
             clear_local_state(settings.data_dir)
             journal = Journal(settings.data_dir / "journal")
+            with Archive.open(settings.archive_database_url) as archive:
+                done = compact_journal(journal, settings, archive)  # what open state needs
+            log.info(
+                "govclock: journal compacted in %.1f s: %d lines kept, %d dropped, "
+                "%d settled obligations archived (%d subjects in the hot state)",
+                done.seconds,
+                done.kept,
+                done.dropped,
+                done.archived,
+                done.live_subjects,
+            )
             replayed = replay_journal(journal, endpoint.bootstrap)
             log.info("govclock: replayed %d journaled events into a fresh broker", replayed)
         ctx = create_app(settings, endpoint.bootstrap, embedded=endpoint.embedded)

@@ -8,6 +8,11 @@ from it. With a real Kafka cluster the topic is the record and the journal is a 
 
 Format: JSON Lines, one event per line, in ``<data_dir>/journal/events.jsonl``. A torn last
 line (a crash mid-write) is skipped on reading and reported.
+
+Compaction (:meth:`Journal.compact`) rewrites the journal without the lines nothing can need
+any more (the caller decides which: monitor/compaction.py keeps every event that still names
+a subject in the hot state), into a new file that replaces the old one only once it is
+complete and fsynced: a crash during compaction leaves the old journal as it was.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +59,29 @@ class Journal:
 
     def count(self) -> int:
         return sum(1 for _ in self.read())
+
+    def compact(self, keep: Callable[[int, bytes], bool]) -> tuple[int, int]:
+        """Rewrite the journal with only the lines ``keep(index, line)`` accepts (``index``:
+        the line's place among the complete lines); returns ``(kept, dropped)``. Appends wait
+        while it runs; the new file replaces the old one atomically."""
+        kept = dropped = 0
+        with self._lock:
+            if not self.path.exists():
+                return 0, 0
+            tmp = self.path.with_suffix(".compacting")
+            with tmp.open("wb") as out:
+                for index, line in enumerate(self.read()):
+                    if keep(index, line):
+                        out.write(line + b"\n")
+                        kept += 1
+                    else:
+                        dropped += 1
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.path)
+            dir_fd = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)  # the rename itself is durable
+            finally:
+                os.close(dir_fd)
+        return kept, dropped

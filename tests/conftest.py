@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ import yaml
 
 from config.packs import load_rulebook
 from deadlines.rules import RuleBook
+from tests.pgserver import PostgresServer
 
 
 @pytest.fixture
@@ -25,3 +26,17 @@ def units_book(tmp_path: Path) -> Callable[..., RuleBook]:
         return load_rulebook(units_file=path)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A private PostgreSQL cluster on 127.0.0.1 for the session (tests/pgserver.py); fails,
+    not skips, without the binaries (`make tools` installs them)."""
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The SQLAlchemy URL (``postgresql+psycopg://govclock@127.0.0.1:<port>/postgres``)."""
+    return postgres_server.url

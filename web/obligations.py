@@ -4,7 +4,8 @@ The list answers for the whole cluster: this worker's partitions from its own le
 other worker's (from the subjects table's assignment) asked with the same filters and
 ``?local=1``; merged, each id once, by due time (the query and its cursor: web/paging.py).
 ``partial`` with ``missing_partitions`` when some partition was not answered (a worker down,
-slow or recovering). One obligation is answered by the worker that owns its subject.
+slow or recovering). One obligation is answered by the worker that owns its subject, or,
+once it settled and left the hot state, from the archive (``"archived": true``).
 """
 
 from __future__ import annotations
@@ -167,7 +168,18 @@ class Obligations:
             found = await self.find(obligation_id)  # the id names no subject: ask all
             if found is not None:
                 return view.json(found)
+        archived = await self.archived(obligation_id)
+        if archived is not None:
+            return view.json(archived)
         return view.json({"error": f"no obligation {obligation_id!r} here"}, status=404)
+
+    async def archived(self, obligation_id: str) -> dict[str, Any] | None:
+        """The obligation as the archive holds it (``archived: true``), if it settled."""
+        archive = self.ctx.archive
+        if archive is None:
+            return None
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, archive.get, obligation_id)
 
     async def find(self, obligation_id: str) -> dict[str, Any] | None:
         """``GET /v1/obligations/{id}``'s JSON: from this worker's ledgers, else from the

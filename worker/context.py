@@ -18,10 +18,12 @@ import faust
 from faust.streams import _current_event
 from prometheus_client import CollectorRegistry
 
+from archive.store import Archive
 from config.calendar_files import load_calendar
 from config.packs import load_rulebook
 from config.settings import Settings
 from config.sources import Source
+from deadlines.retention import Retention
 from deadlines.rules import RuleBook
 from escalation.service import NotifierService
 from metrics.collectors import Metrics
@@ -49,6 +51,7 @@ class Context:
     sources: dict[str, Source] = field(default_factory=dict)
     emitted: EmittedKeys | None = None
     notifier: NotifierService | None = None  # escalation (agents/notifier.py); None: off
+    archive: Archive | None = None  # settled obligations (worker/archiving.py); None: kept hot
     metrics: Metrics = field(default_factory=lambda: Metrics(CollectorRegistry()))
     ready: bool = False
     #: The ingest consumer has its partitions and has routed what they held when it joined.
@@ -115,8 +118,8 @@ def in_partition(event: Any) -> Iterator[None]:
         _current_event.reset(token)
 
 
-def load_worker(settings: Settings, partitions: int) -> Worker:
+def load_worker(settings: Settings, partitions: int, retention: Retention | None = None) -> Worker:
     """The core a worker runs: the rule packs and units file, and the calendars, of
-    ``settings``, over ``partitions`` ledgers."""
+    ``settings``, over ``partitions`` ledgers (``retention``: settled obligations leave)."""
     book = load_rulebook(packs_dir=settings.packs_dir, units_file=settings.units_file)
-    return Worker(book, load_calendar(settings.calendar_files), partitions)
+    return Worker(book, load_calendar(settings.calendar_files), partitions, retention)

@@ -28,6 +28,7 @@ from deadlines.calendar import WorkCalendar
 from deadlines.ledger import Ledger, route
 from deadlines.obligations import Effect, Obligation, Subject
 from deadlines.query import ObligationIndex
+from deadlines.retention import Retention, Retirer, Settled
 from deadlines.rules import RuleBook
 from deadlines.state import RuleRegistry, decode_subject, encode_subject, rules_used
 from schemas.events import Event, EventError, parse_event
@@ -76,8 +77,18 @@ def accept(raw: bytes, unit_kinds: frozenset[str]) -> Routed:
 class Worker:
     """The ledgers of one worker's partitions."""
 
-    def __init__(self, book: RuleBook, calendar: WorkCalendar, partitions: int) -> None:
+    def __init__(
+        self,
+        book: RuleBook,
+        calendar: WorkCalendar,
+        partitions: int,
+        retention: Retention | None = None,
+    ) -> None:
         self.book = book
+        #: When settled obligations leave for the archive (None: they stay; tests, benches).
+        self.retention = retention
+        #: Per partition: settled obligations taken from its ledger, not yet archived.
+        self.settled: dict[int, list[Settled]] = {}
         self.calendar = calendar
         self.partitions = partitions
         self.rules = RuleRegistry(book)
@@ -101,6 +112,8 @@ class Worker:
             self.indexes[partition] = ObligationIndex()
             n = self.partitions
             led.owns = lambda key: partition_of(key, n) == partition
+            if self.retention is not None:
+                led.retirer = Retirer(self.retention)
         return led
 
     def restore(self, partition: int, items: Iterable[tuple[str, bytes]]) -> int:
@@ -170,16 +183,26 @@ class Worker:
         except ValueError as exc:  # the event does not name this subject
             raise RecordError(str(exc)) from None
 
-    def changed(self, partition: int) -> list[tuple[str, bytes]]:
-        """Table rows for the subjects changed since the last call; plus the partition's
-        rule-text row when a rule version appears there for the first time."""
+    def changed(self, partition: int) -> list[tuple[str, bytes | None]]:
+        """Table rows for the subjects changed since the last call (``None``: the subject was
+        forgotten, delete its row); plus the partition's rule-text row when a rule version
+        appears there for the first time. Obligations that settled meanwhile are kept in
+        :attr:`settled` for the caller to archive before it writes the rows."""
         led = self.ledgers.get(partition)
         if led is None:
             return []
-        rows = []
+        rows: list[tuple[str, bytes | None]] = []
         used: set[str] = set()
         self.changed_subjects = led.take_dirty()
-        self.indexes[partition].update(self.changed_subjects)
+        index = self.indexes[partition]
+        index.update(self.changed_subjects)
+        if led.retirer is not None:
+            retired, forgotten = led.retirer.take()
+            if retired:
+                self.settled.setdefault(partition, []).extend(retired)
+            for key in forgotten:
+                index.drop(key)
+                rows.append((key, None))  # a tombstone in the changelog
         for subject in self.changed_subjects:
             used |= rules_used(subject)
             rows.append((subject.key, orjson.dumps({"subject": encode_subject(subject)})))
@@ -189,6 +212,10 @@ class Worker:
             texts = {k: RuleRegistry.frozen(self._rule(k)) for k in sorted(stored)}
             rows.append((self.rules_row_key(partition), orjson.dumps({"rules": texts})))
         return rows
+
+    def take_settled(self, partition: int) -> list[Settled]:
+        """The settled obligations of ``partition`` (with when each closed), to archive."""
+        return self.settled.pop(partition, [])
 
     def rules_row_key(self, partition: int) -> str:
         """A key that Kafka's partitioner puts in ``partition``: the frozen texts of the rule

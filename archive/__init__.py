@@ -1,0 +1,1 @@
+"""The compliance archive: closed obligations written once to SQL (SQLite or PostgreSQL)."""

@@ -1,0 +1,1 @@
+"""The archive's Alembic environment (env.py) and its revisions (versions/)."""
