@@ -202,6 +202,12 @@ class Settings(BaseSettings):
         description="days a subject with nothing open (evidence whose trigger has not come) "
         "is remembered after its last publication",
     )
+    compact_interval_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="seconds between journal compactions while running (0: only at start); "
+        "a compaction runs only when the journal grew by a fifth since the last one",
+    )
     log_level: LogLevel = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
 
     # -- validation -------------------------------------------------------------------

@@ -4,7 +4,7 @@ For 100,000 and 1,000,000 events of history — documents issued and published m
 (met, settled, in the archive after the first start), the same few thousand recent documents
 still open in both — a ``govclock run`` (embedded broker, a subprocess) is started on a data
 directory whose journal holds that history, as after months of running, and timed until
-``/readyz`` says ready: the first start compacts the journal (monitor/compaction.py), a
+``/readyz`` says ready: the first start compacts the journal (worker/compaction.py), a
 second start shows what every later restart costs. Then memory: the worker's resident size
 with ``--open`` open obligations over the same worker empty, per open obligation. Then the
 archive's write rate into SQLite (and PostgreSQL when ``--postgres URL`` is given).
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,9 +24,10 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from archive.records import ArchiveRecord
+from archive.records import record_from_view
 from archive.store import Archive
 from archive.tables import obligations
+from deadlines.timefmt import rfc3339
 from govclock.bench_pipeline import free_port, get_status_json, start_worker, stop_worker
 
 UNITS = 200
@@ -160,24 +162,26 @@ def memory(root: Path, open_documents: int, now: datetime) -> dict[str, Any]:
 def archive_rate(url: str, rows: int = 20_000, batch: int = 500) -> float:
     """Archive rows written per second, in batches of ``batch``."""
     now = int(time.time())
+    day = 86_400
     records = [
-        ArchiveRecord(
-            obligation_id=f"doc_online_10wd:B{i}",
-            version=now - 86_400 * 90,
-            rule_id="doc_online_10wd",
-            rule_version="default/doc_online_10wd@1",
-            unit=f"unit-{i % UNITS:03d}",
-            subject_id=f"B{i}",
-            status="met",
-            opened_at=now - 86_400 * 90,
-            due_at=now - 86_400 * 76,
-            fulfilled_at=now - 86_400 * 88,
-            closed_at=now - 86_400 * 88,
-            fulfilled_by=f"pub-B{i}",
-            fulfilled_date_only=False,
-            calendar_assumed=False,
-            timeline=[],
-            view={"id": f"doc_online_10wd:B{i}", "status": "met"},
+        record_from_view(
+            {
+                "id": f"online_posting_10wd:B{i}",
+                "rule_id": "online_posting_10wd",
+                "rule_version": "default/online_posting_10wd@1",
+                "subject_id": f"B{i}",
+                "unit": f"unit-{i % UNITS:03d}",
+                "opened_at": rfc3339(now - 90 * day),
+                "due_at": rfc3339(now - 76 * day),
+                "status": "met",
+                "fulfilled_at": rfc3339(now - 88 * day),
+                "fulfilled_by": f"pub-B{i}",
+                "fulfilled_date_only": False,
+                "calendar_assumed": False,
+                "timeline": [],
+            },
+            version=now - 90 * day,
+            closed_at=now - 88 * day,
             evidence_url=f"https://gov.example/B{i}.html",
         )
         for i in range(rows)
@@ -189,14 +193,20 @@ def archive_rate(url: str, rows: int = 20_000, batch: int = 500) -> float:
         return round(rows / (time.perf_counter() - began))
 
 
+def _said(phase: str, result: dict[str, Any]) -> dict[str, Any]:
+    """Each phase's figures as soon as they exist (stderr), then in the final JSON."""
+    print(f"{phase}: {json.dumps(result)}", file=sys.stderr, flush=True)
+    return result
+
+
 def run_history_bench(open_obligations: int, postgres: str | None) -> dict[str, Any]:
     now = datetime.now(UTC)
     with TemporaryDirectory(prefix="govclock-history-") as tmp:
         root = Path(tmp)
-        small = restart(root, 100_000, now)
-        large = restart(root, 1_000_000, now)
-        mem = memory(root, open_obligations, now)
         sqlite_rate = archive_rate(f"sqlite:///{root / 'rate.sqlite3'}")
+        small = _said("100k", restart(root, 100_000, now))
+        large = _said("1m", restart(root, 1_000_000, now))
+        mem = _said("memory", memory(root, open_obligations, now))
     pg_rate = archive_rate(postgres) if postgres else None
     return {
         "restart_ready_seconds_100k": small["restart_ready_seconds"],

@@ -11,7 +11,7 @@ from typing import Any
 
 import faust
 
-from agents import ingest, ledger, notifier, sweeper
+from agents import compactor, ingest, ledger, notifier, sweeper
 from archive.store import Archive
 from config.settings import Settings
 from config.sources import load_sources
@@ -100,6 +100,7 @@ def create_app(
     ingest.register(ctx)
     ledger.register(ctx)
     sweeper.register(ctx)
+    compactor.register(ctx)
 
     # -- escalation: the live notifier (agents/notifier.py, docs/escalation.md) ----------
     # Roster, policies and the SMS channel from settings; off without a roster. The

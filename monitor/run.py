@@ -4,7 +4,7 @@
 2. Create the topics (idempotent).
 3. If the broker started empty (always, for the embedded one): clear the worker's local
    table state (it would be stale), compact the journal to what the open state still needs
-   (monitor/compaction.py; the rest is in the archive) and produce it into the ingest topic,
+   (worker/compaction.py; the rest is in the archive) and produce it into the ingest topic,
    so the worker rebuilds its hot state.
 4. Run the Faust worker until Ctrl-C / SIGTERM; then stop the worker, then the broker.
 """
@@ -18,10 +18,10 @@ from pathlib import Path
 
 from archive.store import Archive
 from config.settings import Settings
-from monitor.compaction import compact_journal
 from streams.broker import open_broker
 from streams.journal import Journal
 from streams.topics import EVENTS, all_topic_specs, create_topics
+from worker.compaction import compact_journal
 
 log = logging.getLogger("govclock")
 

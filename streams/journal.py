@@ -10,7 +10,7 @@ Format: JSON Lines, one event per line, in ``<data_dir>/journal/events.jsonl``. 
 line (a crash mid-write) is skipped on reading and reported.
 
 Compaction (:meth:`Journal.compact`) rewrites the journal without the lines nothing can need
-any more (the caller decides which: monitor/compaction.py keeps every event that still names
+any more (the caller decides which: worker/compaction.py keeps every event that still names
 a subject in the hot state), into a new file that replaces the old one only once it is
 complete and fsynced: a crash during compaction leaves the old journal as it was.
 """
@@ -48,34 +48,61 @@ class Journal:
             finally:
                 os.close(fd)
 
-    def read(self) -> Iterator[bytes]:
-        """Every complete line, oldest first (a torn last line is left out)."""
+    def end(self) -> int:
+        """The journal's size in bytes now (every append before this is inside it)."""
+        with self._lock:
+            return self.path.stat().st_size if self.path.exists() else 0
+
+    def read(self, upto: int | None = None) -> Iterator[bytes]:
+        """Every complete line, oldest first (a torn last line is left out); with ``upto``,
+        only the lines within its first ``upto`` bytes."""
         if not self.path.exists():
             return
+        done = 0
         with self.path.open("rb") as fh:
             for line in fh:
+                done += len(line)
+                if upto is not None and done > upto:
+                    return
                 if line.endswith(b"\n") and line.strip():
                     yield line.rstrip(b"\n")
 
     def count(self) -> int:
         return sum(1 for _ in self.read())
 
-    def compact(self, keep: Callable[[int, bytes], bool]) -> tuple[int, int]:
-        """Rewrite the journal with only the lines ``keep(index, line)`` accepts (``index``:
-        the line's place among the complete lines); returns ``(kept, dropped)``. Appends wait
-        while it runs; the new file replaces the old one atomically."""
+    def compact(
+        self, keep: Callable[[int, bytes], bool], upto: int | None = None
+    ) -> tuple[int, int]:
+        """Rewrite the journal with only those of its first ``upto`` bytes' lines that
+        ``keep(index, line)`` accepts (``index``: the line's place among them), and every
+        line after them as it is; returns ``(kept, dropped)``. The filtering runs while
+        appends go on; the lines appended meanwhile are copied and the new file replaces the
+        old one under the lock, atomically."""
+        if not self.path.exists():
+            return 0, 0
+        upto = self.end() if upto is None else upto
+        tmp = self.path.with_suffix(".compacting")
         kept = dropped = 0
+        with tmp.open("wb") as out:
+            for index, line in enumerate(self.read(upto)):
+                if keep(index, line):
+                    out.write(line + b"\n")
+                    kept += 1
+                else:
+                    dropped += 1
+        self.install(tmp, upto)
+        return kept, dropped
+
+    def install(self, tmp: Path, upto: int) -> None:
+        """Replace the journal by ``tmp`` plus the journal's bytes after ``upto`` (what was
+        appended while ``tmp`` was made), fsynced, atomically."""
         with self._lock:
-            if not self.path.exists():
-                return 0, 0
-            tmp = self.path.with_suffix(".compacting")
-            with tmp.open("wb") as out:
-                for index, line in enumerate(self.read()):
-                    if keep(index, line):
-                        out.write(line + b"\n")
-                        kept += 1
-                    else:
-                        dropped += 1
+            with tmp.open("ab") as out:
+                if self.path.exists():
+                    with self.path.open("rb") as old:
+                        old.seek(upto)
+                        while chunk := old.read(1 << 20):
+                            out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(tmp, self.path)
@@ -84,4 +111,3 @@ class Journal:
                 os.fsync(dir_fd)  # the rename itself is durable
             finally:
                 os.close(dir_fd)
-        return kept, dropped

@@ -1,5 +1,5 @@
 """Journal compaction: what is dropped is only what settled into the archive, and the kept
-lines rebuild the same open state as the whole journal (monitor/compaction.py)."""
+lines rebuild the same open state as the whole journal (worker/compaction.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from config.settings import Settings
 from deadlines.ledger import Ledger
 from deadlines.report import obligation_view
 from deadlines.retention import Retirer
-from monitor.compaction import compact_journal
 from schemas.events import parse_event
 from streams.journal import Journal
+from worker.compaction import compact_journal
 from worker.context import load_worker
 
 NOW = datetime(2026, 9, 1, 12, tzinfo=UTC)
@@ -109,3 +109,40 @@ def test_lines_that_are_not_events_are_kept(tmp_path: Path) -> None:
     archive = Archive.open(f"sqlite:///{tmp_path / 'archive.sqlite3'}")
     done = compact_journal(journal, Settings(data_dir=tmp_path), archive, int(NOW.timestamp()))
     assert (done.kept, done.dropped) == (1, 0)
+
+
+def test_lines_appended_while_compacting_are_kept(tmp_path: Path) -> None:
+    """The child filters the journal as it was; what came meanwhile is copied over as is."""
+    from worker.compaction import _filter_only
+
+    settings = Settings(data_dir=tmp_path)
+    journal = Journal(tmp_path / "journal")
+    journal.append(history(old=50, fresh=2))
+    done = _filter_only(journal.directory, settings, int(NOW.timestamp()))
+    late = history(old=0, fresh=0)[:1]  # an orphan publication from March, appended now
+    late[0]["event_id"] = "pub-late"
+    journal.append(late)
+    journal.install(journal.path.with_suffix(".compacting"), done.upto)
+    ids = [json.loads(line)["event_id"] for line in journal.read()]
+    assert ids[-1] == "pub-late"  # kept although it names only an expired subject
+    assert set(ids[:-1]) == {"iss-NEW0", "iss-NEW1", "pub-ORPHAN-NEW"}
+
+
+def test_a_running_worker_compacts_in_a_child_process(tmp_path: Path) -> None:
+    from worker.compaction import compact_in_child
+
+    settings = Settings(data_dir=tmp_path)
+    journal = Journal(tmp_path / "journal")
+    journal.append(history(old=50, fresh=2))
+    done = compact_in_child(journal, settings, int(NOW.timestamp()))
+    assert (done.kept, done.dropped, done.archived) == (3, 101, 50)
+    assert len(list(journal.read())) == 3
+    with Archive.open(settings.archive_database_url) as archive:
+        assert archive.get("online_posting_10wd:OLD7") is not None
+
+
+def test_a_first_start_has_no_journal_to_compact(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal")
+    archive = Archive.open(f"sqlite:///{tmp_path / 'archive.sqlite3'}")
+    done = compact_journal(journal, Settings(data_dir=tmp_path), archive, int(NOW.timestamp()))
+    assert (done.kept, done.dropped) == (0, 0) and not journal.path.exists()

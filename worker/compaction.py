@@ -17,8 +17,11 @@ the journal on disk stops growing with history.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import orjson
 
@@ -47,10 +50,11 @@ class Compaction:
     live_subjects: int
     archived: int
     seconds: float
+    upto: int = 0  # the journal's bytes that were filtered
 
 
 def live_lines(
-    journal: Journal, settings: Settings, now: int
+    journal: Journal, settings: Settings, now: int, upto: int | None = None
 ) -> tuple[list[bool], int, list[Settled]]:
     """For each complete line, whether it names a subject still hot at ``now``; how many
     subjects are; and the obligations that settled on the way."""
@@ -59,7 +63,7 @@ def live_lines(
     retirer = ledger.retirer = Retirer(settings.retention)
     unit_kinds = core.book.all_ref_kinds()
     routes: list[tuple[str, ...] | None] = []
-    for line in journal.read():
+    for line in journal.read(upto):
         try:
             event = parse_event(orjson.loads(line))
         except (orjson.JSONDecodeError, EventError):
@@ -78,12 +82,56 @@ def compact_journal(
     journal: Journal, settings: Settings, archive: Archive, now: int | None = None
 ) -> Compaction:
     """Archive what settled, then drop the journal lines no open state needs (see the
-    module's docstring)."""
+    module's docstring). Appends may go on meanwhile: only the journal as it was when this
+    began is filtered, what came after is kept as it is."""
     began = time.monotonic()
     at = int(time.time()) if now is None else now
-    keep, live, settled = live_lines(journal, settings, at)
+    upto = journal.end()
+    keep, live, settled = live_lines(journal, settings, at, upto)
+    _archive(archive, settled)
+    kept, dropped = journal.compact(lambda index, _: index >= len(keep) or keep[index], upto)
+    return Compaction(kept, dropped, live, len(settled), round(time.monotonic() - began, 3), upto)
+
+
+def _archive(archive: Archive, settled: list[Settled]) -> None:
+    """Write what settled, in transactions of :data:`ARCHIVE_BATCH` rows (idempotent)."""
     records = records_of(settled)
     for start in range(0, len(records), ARCHIVE_BATCH):
         archive.write(records[start : start + ARCHIVE_BATCH])
-    kept, dropped = journal.compact(lambda index, _: index >= len(keep) or keep[index])
-    return Compaction(kept, dropped, live, len(records), round(time.monotonic() - began, 3))
+
+
+def compact_in_child(journal: Journal, settings: Settings, now: int) -> Compaction:
+    """Compact a running worker's journal in a child process (the pure pass takes seconds of
+    CPU per million lines, which the worker's event loop must not wait for). Only the
+    replacement of the file happens here, under the journal's lock, with the lines appended
+    meanwhile copied over."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        # the child filters and archives, and leaves the new file beside the journal
+        done: Compaction = pool.submit(_filter_only, journal.directory, settings, now).result()
+    tmp = journal.path.with_suffix(".compacting")
+    if tmp.exists():
+        journal.install(tmp, done.upto)
+    return done
+
+
+def _filter_only(directory: Path, settings: Settings, now: int) -> Compaction:
+    """The child's part: archive what settled and write the kept lines of the journal as it
+    is now to ``events.compacting``; the parent installs it."""
+    began = time.monotonic()
+    journal = Journal(directory)
+    if not journal.path.exists():
+        return Compaction(0, 0, 0, 0, 0.0)
+    upto = journal.end()
+    keep, live, settled = live_lines(journal, settings, now, upto)
+    with Archive.open(settings.archive_database_url) as archive:
+        _archive(archive, settled)
+    kept = dropped = 0
+    with journal.path.with_suffix(".compacting").open("wb") as out:
+        for index, line in enumerate(journal.read(upto)):
+            if index >= len(keep) or keep[index]:
+                out.write(line + b"\n")
+                kept += 1
+            else:
+                dropped += 1
+    return Compaction(kept, dropped, live, len(settled), round(time.monotonic() - began, 3), upto)
