@@ -150,11 +150,15 @@ def memory(root: Path, open_documents: int, now: datetime) -> dict[str, Any]:
     _, empty, _ = start_until_ready(root, "empty")
     write_journal(root / "worker-full", history(open_documents, open_documents, now))
     _, full, stats = start_until_ready(root, "full")
+    _, again, _ = start_until_ready(root, "full")  # a restart: the same open state
     return {
         "open_obligations": open_documents,
         "rss_empty_bytes": empty,
         "rss_full_bytes": full,
+        "rss_after_restart_bytes": again,
+        "restart_growth_bytes": again - full,
         "bytes_per_open_obligation_live": round((full - empty) / max(1, open_documents)),
+        "bytes_per_open_obligation_after_restart": round((again - empty) / max(1, open_documents)),
         "applied": stats.get("applied", 0),
     }
 
@@ -215,6 +219,8 @@ def run_history_bench(open_obligations: int, postgres: str | None) -> dict[str, 
         "first_start_ready_seconds_100k": small["first_start_ready_seconds"],
         "first_start_ready_seconds_1m": large["first_start_ready_seconds"],
         "bytes_per_open_obligation_live": mem["bytes_per_open_obligation_live"],
+        "bytes_per_open_obligation_after_restart": mem["bytes_per_open_obligation_after_restart"],
+        "restart_growth_bytes": mem["restart_growth_bytes"],
         "archive_rows_per_second_sqlite": sqlite_rate,
         "archive_rows_per_second_postgresql": pg_rate,
         "runs": {"100k": small, "1m": large, "memory": mem},
