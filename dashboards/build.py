@@ -5,8 +5,9 @@
 
 The JSON is Grafana's dashboard model (import it in the UI, provision it from a file or
 POST it to /api/dashboards/db), keys sorted, indented by 2, UTF-8. The builders are
-:mod:`dashboards.oncall`, :mod:`dashboards.compliance` and :mod:`dashboards.pipeline`; every
-metric they query is defined in :mod:`metrics.collectors`. The alert rules are
+:mod:`dashboards.oncall`, :mod:`dashboards.compliance` and :mod:`dashboards.pipeline`, whose
+every metric is defined in :mod:`metrics.collectors`, and :mod:`dashboards.archive_board`,
+which reads the SQL archive through a PostgreSQL data source. The alert rules are
 ``dashboards/alerts.yaml`` with promtool unit tests in ``dashboards/alerts_test.yaml``.
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 from grafana_foundation_sdk.builders import dashboard
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
+from dashboards.archive_board import archive_board
 from dashboards.compliance import compliance
 from dashboards.oncall import oncall
 from dashboards.pipeline import pipeline
@@ -29,6 +31,7 @@ DASHBOARDS: dict[str, Callable[[], dashboard.Dashboard]] = {
     "oncall": oncall,
     "compliance": compliance,
     "pipeline": pipeline,
+    "archive": archive_board,
 }
 GENERATED = Path(__file__).resolve().parent / "generated"
 

@@ -1,7 +1,8 @@
 """Shared pieces of the dashboards: datasource, variables, panel defaults, layout.
 
-Every panel queries the Prometheus data source chosen in the ``datasource`` variable, so an
-imported dashboard works with whatever the data source is called in that Grafana.
+Every panel queries the data source chosen in the ``datasource`` variable (Prometheus, or
+PostgreSQL for the archive board: ``datasource=`` of the panel helpers), so an imported
+dashboard works with whatever the data source is called in that Grafana.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from grafana_foundation_sdk.builders import (
     timeseries,
 )
 from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.models import common as common_models
 from grafana_foundation_sdk.models import dashboard as models
 from grafana_foundation_sdk.models import prometheus as prometheus_models
@@ -32,14 +34,20 @@ TIMEZONE = "Asia/Shanghai"
 Threshold = tuple[float | None, str]
 #: What a panel function returns and :meth:`Board.add` takes: a panel's builder.
 PanelBuilder = cogbuilder.Builder[models.Panel]
+#: A query of a panel: PromQL (:func:`query`) or SQL (``dashboards.sql.sql_query``).
+Target = cogbuilder.Builder[cogvariants.Dataquery]
 
 
-def datasource_variable() -> dashboard.DatasourceVariable:
+def datasource_variable(
+    kind: str = "prometheus",
+    description: str = "The Prometheus that scrapes the govclock workers.",
+) -> dashboard.DatasourceVariable:
+    """The ``datasource`` variable: any data source of plugin type ``kind``."""
     return (
         dashboard.DatasourceVariable("datasource")
         .label("Data source")
-        .type("prometheus")
-        .description("The Prometheus that scrapes the govclock workers.")
+        .type(kind)
+        .description(description)
     )
 
 
@@ -100,16 +108,17 @@ ON_TIME: Sequence[Threshold] = ((None, "red"), (0.9, "orange"), (0.98, "green"))
 def stat_panel(
     title: str,
     description: str,
-    *targets: prometheus.Dataquery,
+    *targets: Target,
     unit: str = "short",
     steps: Sequence[Threshold] = NEUTRAL,
     decimals: int | None = 0,
+    datasource: models.DataSourceRef = DATASOURCE,
 ) -> stat.Panel:
     panel = (
         stat.Panel()
         .title(title)
         .description(description)
-        .datasource(DATASOURCE)
+        .datasource(datasource)
         .unit(unit)
         .thresholds(thresholds(steps))
         .color_mode(common_models.BigValueColorMode.VALUE)
@@ -128,18 +137,19 @@ def stat_panel(
 def timeseries_panel(
     title: str,
     description: str,
-    *targets: prometheus.Dataquery,
+    *targets: Target,
     unit: str = "short",
     bars: bool = False,
     stacked: bool = False,
     steps: Sequence[Threshold] | None = None,
     min_interval: str | None = None,
+    datasource: models.DataSourceRef = DATASOURCE,
 ) -> timeseries.Panel:
     panel = (
         timeseries.Panel()
         .title(title)
         .description(description)
-        .datasource(DATASOURCE)
+        .datasource(datasource)
         .unit(unit)
         .line_width(1)
         .fill_opacity(80 if bars else 10)
@@ -234,16 +244,17 @@ def organize(
 def table_panel(
     title: str,
     description: str,
-    *targets: prometheus.Dataquery,
+    *targets: Target,
     unit: str = "short",
     sort_by: str | None = None,
     descending: bool = False,
+    datasource: models.DataSourceRef = DATASOURCE,
 ) -> table.Panel:
     panel = (
         table.Panel()
         .title(title)
         .description(description)
-        .datasource(DATASOURCE)
+        .datasource(datasource)
         .unit(unit)
         .filterable(True)
         .height(8)
@@ -288,6 +299,8 @@ class Board:
         title: str,
         description: str,
         variables: Sequence[cogbuilder.Builder[models.VariableModel]],
+        time: tuple[str, str] = ("now-24h", "now"),
+        refresh: str = "1m",
     ) -> None:
         self._next_id = 1
         self._dashboard = (
@@ -299,8 +312,8 @@ class Board:
             .timezone(TIMEZONE)
             .week_start("monday")
             .tooltip(models.DashboardCursorSync.CROSSHAIR)
-            .refresh("1m")
-            .time("now-24h", "now")
+            .refresh(refresh)
+            .time(*time)
             .link(
                 dashboard.DashboardLink("govclock")
                 .type(models.DashboardLinkType.DASHBOARDS)

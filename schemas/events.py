@@ -11,6 +11,7 @@ Validation errors are field-level: :func:`parse_event` raises :class:`EventError
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal, TypeAlias, get_args
@@ -26,6 +27,8 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
+    field_validator,
 )
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -134,6 +137,8 @@ EventType = Literal[
     "application.consultation_ended",
     "application.extended",
     "opinion.detected",
+    "feed.item",
+    "feed.polled",
 ]
 #: Every event type, in contract order.
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
@@ -267,6 +272,83 @@ class OpinionDetected(_Event):
     )
 
 
+#: How precise a feed item's ``published_at`` is (``none``: the feed gave no usable date).
+FeedPrecision = Literal["second", "minute", "day", "none"]
+#: What one poll of a feed source came to.
+PollOutcome = Literal[
+    "ok", "not_modified", "http_error", "timeout", "network_error", "parse_error", "blocked"
+]
+#: A feed source's id: at most 150 characters, so that a derived ``event_id`` fits in 200.
+SourceId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=150, strip_whitespace=True),
+    AfterValidator(_no_control),
+]
+_PRECISIONS_OF = {"instant": ("second", "minute"), "day": ("day",), "absent": ("none",)}
+
+
+def feed_item_event_id(source_id: str, item_id: str) -> str:
+    """The deterministic ``event_id`` of a feed item: ``feed:<source_id>:<h>``, ``h`` the
+    first 32 hex digits of SHA-256 over the UTF-8 ``item_id``. A re-poll, a restart or an
+    edited title (same ``item_id``) gives the same id, so the item is ignored as a repeat."""
+    digest = hashlib.sha256(item_id.encode("utf-8")).hexdigest()[:32]
+    return f"feed:{source_id}:{digest}"
+
+
+def feed_polled_event_id(source_id: str, at: datetime) -> str:
+    """The deterministic ``event_id`` of a poll: ``feed-poll:<source_id>:<epoch seconds>``."""
+    return f"feed-poll:{source_id}:{int(at.timestamp())}"
+
+
+class FeedItem(_Event):
+    """One item seen in a feed (RSS, Atom, JSON Feed; a crawler or 舆情 system may push its
+    own). ``item_id`` is the dedupe key; ``published_at`` is only what the feed said."""
+
+    type: Literal["feed.item"]
+    source_id: SourceId
+    item_id: Id = Field(description="The dedupe key: the guid, else the link, else a hash.")
+    title: Text
+    summary: (
+        Annotated[str, StringConstraints(max_length=2000), AfterValidator(_no_control_in_text)]
+        | None
+    ) = None
+    link: Url | None = None
+    author: Text | None = None
+    published_at: DayOrInstant | None = Field(
+        default=None, description="As the feed gave it; absent when it gave no usable date."
+    )
+    published_raw: Text | None = Field(default=None, description="The feed's own date text.")
+    published_precision: FeedPrecision = "none"
+    seen_at: Instant = Field(description="When govclock (or the sender) first saw the item.")
+
+    @field_validator("published_precision")
+    @classmethod
+    def _precision_fits(cls, value: str, info: ValidationInfo) -> str:
+        if "published_at" not in info.data:
+            return value  # published_at failed: reported on its own
+        at = info.data["published_at"]
+        shape = "absent" if at is None else "instant" if isinstance(at, datetime) else "day"
+        allowed = _PRECISIONS_OF[shape]
+        if value not in allowed:
+            raise ValueError(
+                f"{value!r} does not fit published_at ({shape}); expected "
+                + " or ".join(repr(a) for a in allowed)
+            )
+        return value
+
+
+class FeedPolled(_Event):
+    """One poll of a feed source and what it came to (``items``: how many it carried)."""
+
+    type: Literal["feed.polled"]
+    source_id: SourceId
+    at: Instant
+    outcome: PollOutcome
+    http_status: int | None = Field(default=None, ge=100, le=599, strict=True)
+    detail: Text | None = None
+    items: Count | None = None
+
+
 Event = Annotated[
     IncidentReported
     | IncidentUpdated
@@ -280,7 +362,9 @@ Event = Annotated[
     | ApplicationConsultationStarted
     | ApplicationConsultationEnded
     | ApplicationExtended
-    | OpinionDetected,
+    | OpinionDetected
+    | FeedItem
+    | FeedPolled,
     Field(discriminator="type"),
 ]
 
@@ -312,7 +396,12 @@ TIME_FIELD: dict[str, str] = {
     "application.consultation_ended": "at",
     "application.extended": "at",
     "opinion.detected": "detected_at",
+    "feed.item": "seen_at",
+    "feed.polled": "at",
 }
+#: The feed event types: they name no subject (no rule reads them yet), so they open and
+#: close nothing; they are kept in the log for dedupe, source health and freshness.
+FEED_TYPES = frozenset({"feed.item", "feed.polled"})
 
 
 #: The ``field`` of a problem with the event as a whole (not JSON, not an object).

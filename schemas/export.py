@@ -58,6 +58,14 @@ DESCRIPTIONS: dict[str, str] = {
     "applicant told). at may be a bare date.",
     "opinion.detected": "A public-opinion hotspot (政务舆情) or rumour was detected. detected_at "
     "is a timestamp; refs.incident_id links it to an incident.",
+    "feed.item": "An item seen in a feed source (RSS, Atom, JSON Feed, or pushed by a crawler). "
+    "item_id is the dedupe key (guid, else link, else a hash); published_at is what the feed "
+    "said (a timestamp, a bare date, or absent: never invented), published_precision how "
+    "precise it is, published_raw the feed's own text; seen_at is a timestamp. Recommended "
+    "event_id: feed:<source_id>:<first 32 hex digits of SHA-256(item_id)>.",
+    "feed.polled": "One poll of a feed source: at is a timestamp; outcome is ok, not_modified, "
+    "http_error, timeout, network_error, parse_error or blocked; items counts the items the "
+    "response carried.",
 }
 
 

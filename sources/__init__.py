@@ -1,1 +1,1 @@
-"""Outside formats turned into events: CAP alerts and the Ghost, Strapi and WordPress webhooks."""
+"""Outside formats turned into events: CAP alerts, Ghost/Strapi/WordPress webhooks, feeds."""

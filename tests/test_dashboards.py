@@ -1,9 +1,10 @@
 """Dashboards as code: the committed JSON is a fresh build, and every query is sound.
 
-Every panel has PromQL targets on the ``datasource`` variable; every ``govclock_*`` name and
-label they use is one metrics/collectors.py registers (read from a fresh CollectorRegistry);
-every expression parses (``promtool check rules``); the on-time rates give the right
-numbers on made-up series (``promtool test rules``).
+Every panel of the Prometheus boards has PromQL targets on the ``datasource`` variable;
+every ``govclock_*`` name and label they use is one metrics/collectors.py registers (read
+from a fresh CollectorRegistry); every expression parses (``promtool check rules``); the
+on-time rates give the right numbers on made-up series (``promtool test rules``). The
+archive board's SQL runs on a real PostgreSQL in tests/test_archive_dashboard.py.
 """
 
 from __future__ import annotations
@@ -46,8 +47,16 @@ VARIABLES = {
 MAKE_TOOLS = "promtool is not on PATH: run `make tools` (installs Debian's prometheus package)"
 
 
+#: The board over the SQL archive (PostgreSQL data source; tests/test_archive_dashboard.py).
+SQL_BOARDS = {"archive.json"}
+
+
 def dashboards() -> dict[str, dict[str, Any]]:
     return {name: json.loads(text) for name, text in build.rendered().items()}
+
+
+def prometheus_dashboards() -> dict[str, dict[str, Any]]:
+    return {name: b for name, b in dashboards().items() if name not in SQL_BOARDS}
 
 
 def panels(board: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -58,7 +67,8 @@ def panels(board: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def targets() -> Iterator[tuple[str, str, dict[str, Any]]]:
-    for name, board in dashboards().items():
+    """Every PromQL target: (file, panel title, target)."""
+    for name, board in prometheus_dashboards().items():
         for panel in panels(board):
             for target in panel.get("targets", []):
                 yield name, panel["title"], target
@@ -107,11 +117,16 @@ def test_json_is_sorted_and_indented() -> None:
 # -- the dashboards -------------------------------------------------------------------------
 
 
-def test_three_dashboards_with_unique_uids_and_the_shared_tag() -> None:
+def test_four_dashboards_with_unique_uids_and_the_shared_tag() -> None:
     boards = dashboards()
-    assert sorted(boards) == ["compliance.json", "oncall.json", "pipeline.json"]
+    assert sorted(boards) == ["archive.json", "compliance.json", "oncall.json", "pipeline.json"]
     uids = [b["uid"] for b in boards.values()]
-    assert uids == ["govclock-oncall", "govclock-compliance", "govclock-pipeline"]
+    assert uids == [
+        "govclock-oncall",
+        "govclock-compliance",
+        "govclock-pipeline",
+        "govclock-archive",
+    ]
     for board in boards.values():
         assert "govclock" in board["tags"]
         assert board["links"][0]["type"] == "dashboards"
@@ -119,7 +134,7 @@ def test_three_dashboards_with_unique_uids_and_the_shared_tag() -> None:
 
 def test_variables() -> None:
     known = exposed()
-    boards = dashboards()
+    boards = prometheus_dashboards()
     for name, board in boards.items():
         variables = {v["name"]: v for v in board["templating"]["list"]}
         assert variables["datasource"]["type"] == "datasource"
@@ -138,7 +153,7 @@ def test_variables() -> None:
 
 
 def test_every_panel_has_promql_targets_on_the_datasource_variable() -> None:
-    for name, board in dashboards().items():
+    for name, board in prometheus_dashboards().items():
         ids = [p["id"] for p in board["panels"]]
         assert len(ids) == len(set(ids)), name
         for panel in panels(board):
@@ -151,6 +166,26 @@ def test_every_panel_has_promql_targets_on_the_datasource_variable() -> None:
             for target in panel["targets"]:
                 assert target["expr"].strip(), where
                 assert metric_names(target["expr"]), f"{where}: no govclock metric"
+
+
+def test_the_sql_board_queries_the_postgresql_datasource_variable() -> None:
+    source = {"type": "grafana-postgresql-datasource", "uid": "${datasource}"}
+    for name in SQL_BOARDS:
+        board = dashboards()[name]
+        variables = {v["name"]: v for v in board["templating"]["list"]}
+        assert variables["datasource"]["query"] == source["type"], name
+        for variable in variables.values():
+            if variable["type"] == "query":
+                assert variable["datasource"] == source and variable["query"].strip(), name
+        ids = [p["id"] for p in board["panels"]]
+        assert len(ids) == len(set(ids)), name
+        for panel in panels(board):
+            where = f"{name}: {panel['title']}"
+            assert panel["datasource"] == source and panel.get("description"), where
+            assert panel.get("targets"), f"{where}: no target"
+            for target in panel["targets"]:
+                assert target["datasource"] == source and target["rawSql"].strip(), where
+                assert "expr" not in target, where
 
 
 def test_panels_fit_the_grid_without_overlapping() -> None:

@@ -163,10 +163,40 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "url": "https://weibo.example/status/5001",
         "refs": {"incident_id": "I-2026-031"},
     },
+    "feed.item": {
+        "event_id": "feed:sh-gov-news:0f7c0b6c1e2d4f3a8b9c0d1e2f3a4b5c",
+        "type": "feed.item",
+        "unit": "sh-gov",
+        "source": "feed-poller",
+        "source_id": "sh-gov-news",
+        "item_id": "https://www.shanghai.gov.cn/nw4411/20260309/0001.html",
+        "title": "市政府新闻发布会：宝山区仓库火灾处置情况",
+        "summary": "3月9日下午，市政府新闻办举行新闻发布会。",
+        "link": "https://www.shanghai.gov.cn/nw4411/20260309/0001.html",
+        "author": "上海发布",
+        "published_at": "2026-03-09",
+        "published_raw": "Mon, 09 Mar 2026 00:00:00 +0800",
+        "published_precision": "day",
+        "seen_at": "2026-03-09T18:02:11+08:00",
+    },
+    "feed.polled": {
+        "event_id": "feed-poll:sh-gov-news:1773050531",
+        "type": "feed.polled",
+        "unit": "sh-gov",
+        "source_id": "sh-gov-news",
+        "at": "2026-03-09T18:02:11+08:00",
+        "outcome": "ok",
+        "http_status": 200,
+        "items": 20,
+    },
 }
 
 #: Time fields that also take a bare date (the rest need a timestamp with an offset).
 DATE_ALLOWED = {"issued_at", "published_at", "decided_at", "completed_at", "received_at", "at"}
+
+
+#: Types whose time field is named like a date-allowed one but needs a timestamp (a poll).
+INSTANT_ONLY_TYPES = {"feed.polled", "feed.item"}
 
 
 def _with(event_type: str, **changes: Any) -> dict[str, Any]:
@@ -375,7 +405,7 @@ def _time_of(event_type: str, value: Any) -> Any:
 @pytest.mark.parametrize("event_type", EVENT_TYPES)
 def test_bare_date_stays_a_date_where_allowed(event_type: str) -> None:
     field = TIME_FIELD[event_type]
-    if field in DATE_ALLOWED:
+    if field in DATE_ALLOWED and event_type not in INSTANT_ONLY_TYPES:
         value = _time_of(event_type, "2026-02-12")
         assert type(value) is date
         assert value == date(2026, 2, 12)
