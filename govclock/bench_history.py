@@ -117,7 +117,7 @@ def start_until_ready(root: Path, name: str) -> tuple[float, int, dict[str, Any]
             status, body = get_status_json(f"http://127.0.0.1:{port}/readyz")
             if status == 200:
                 ready = time.monotonic() - began
-                time.sleep(2.0)  # settle: the first sweep and archive writes
+                time.sleep(8.0)  # settle: the first sweep, archive writes, a heap trim
                 return round(ready, 2), rss_bytes(proc.pid), body.get("stats", {})
             if proc.poll() is not None:
                 raise RuntimeError(f"worker {name} exited ({proc.returncode}); see its log")

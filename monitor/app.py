@@ -11,7 +11,7 @@ from typing import Any
 
 import faust
 
-from agents import compactor, ingest, ledger, notifier, sweeper
+from agents import compactor, heap, ingest, ledger, notifier, sweeper
 from archive.store import Archive
 from config.settings import Settings
 from config.sources import load_sources
@@ -101,6 +101,7 @@ def create_app(
     ledger.register(ctx)
     sweeper.register(ctx)
     compactor.register(ctx)
+    heap.register(ctx)
 
     # -- escalation: the live notifier (agents/notifier.py, docs/escalation.md) ----------
     # Roster, policies and the SMS channel from settings; off without a roster. The
