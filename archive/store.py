@@ -35,7 +35,7 @@ from archive.engine import exclusive, make_engine, safe_url
 from archive.migrate import upgrade
 from archive.records import ArchiveRecord, epoch, instant, record_from_view
 from archive.tables import UtcDateTime, obligations
-from deadlines.obligations import LATE, MET, MISSED, STATUSES
+from deadlines.report import rates_of_counts
 
 __all__ = [
     "Archive",
@@ -50,7 +50,6 @@ __all__ = [
 #: round trip per row); the whole call is still one transaction.
 BATCH = 500
 DEFAULT_LIMIT = 500
-DECIDED = (MET, LATE, MISSED)
 _T = obligations
 #: Keep the cursor's row count after an executemany (SQLAlchemy drops it otherwise).
 _COUNTED = {"preserve_rowcount": True}
@@ -107,20 +106,6 @@ def _conditions(
         wanted = sorted(set(statuses))
         where.append(_T.c.status.in_(wanted) if wanted else false())
     return where
-
-
-def _rates(groups: dict[str, dict[str, int]]) -> dict[str, dict[str, Any]]:
-    """The shape of ``deadlines.report.on_time_rates``: every status, decided, the rate."""
-    out: dict[str, dict[str, Any]] = {}
-    for name in sorted(groups):
-        counts = groups[name]
-        decided = sum(counts[s] for s in DECIDED)
-        out[name] = {
-            **{s: counts[s] for s in STATUSES},
-            "decided": decided,
-            "on_time_rate": round(counts[MET] / decided, 4) if decided else None,
-        }
-    return out
 
 
 class Archive:
@@ -291,17 +276,7 @@ class Archive:
             .where(*where)
             .group_by(_T.c.unit, _T.c.rule_id, _T.c.status)
         )
-        by_unit: dict[str, dict[str, int]] = {}
-        by_rule: dict[str, dict[str, int]] = {}
-        total = dict.fromkeys(STATUSES, 0)
         with self._engine.connect() as connection:
-            for row_unit, row_rule, status, n in connection.execute(stmt):
-                for groups, key in ((by_unit, row_unit), (by_rule, row_rule)):
-                    counts = groups.setdefault(key, dict.fromkeys(STATUSES, 0))
-                    counts[status] += n
-                total[status] += n
-        return {
-            "overall": _rates({"all": total})["all"],
-            "by_unit": _rates(by_unit),
-            "by_rule": _rates(by_rule),
-        }
+            return rates_of_counts(
+                (str(u), str(r), str(s), int(n)) for u, r, s, n in connection.execute(stmt)
+            )

@@ -19,6 +19,7 @@ __all__ = [
     "on_time_rates",
     "optional_rfc3339",
     "rates_of",
+    "rates_of_counts",
     "rates_of_views",
 ]
 
@@ -74,16 +75,21 @@ def rates_of_views(views: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 def rates_of(triples: Iterable[tuple[str, str, str]]) -> dict[str, Any]:
     """Counts and on-time rates overall, per unit and per rule, of ``(unit, rule, status)``."""
+    return rates_of_counts((unit, rule, status, 1) for unit, rule, status in triples)
+
+
+def rates_of_counts(rows: Iterable[tuple[str, str, str, int]]) -> dict[str, Any]:
+    """:func:`rates_of` from counted rows ``(unit, rule, status, n)`` (a SQL GROUP BY's)."""
     by_unit: dict[str, dict[str, int]] = {}
     by_rule: dict[str, dict[str, int]] = {}
     total = dict.fromkeys(STATUSES, 0)
-    for unit, rule, status in triples:
+    for unit, rule, status, n in rows:
         for groups, key in ((by_unit, unit), (by_rule, rule)):
             counts = groups.get(key)
             if counts is None:
                 counts = groups[key] = dict.fromkeys(STATUSES, 0)
-            counts[status] += 1
-        total[status] += 1
+            counts[status] += n
+        total[status] += n
     return {
         "overall": _rates({"all": total})["all"],
         "by_unit": _rates(by_unit),
