@@ -39,7 +39,7 @@ def _iso(at: datetime) -> str:
     return at.isoformat().replace("+00:00", "Z")
 
 
-def _issued(doc: str, unit: str, at: datetime) -> dict[str, Any]:
+def issued_event(doc: str, unit: str, at: datetime) -> dict[str, Any]:
     return {
         "type": "document.issued",
         "event_id": f"iss-{doc}",
@@ -52,7 +52,7 @@ def _issued(doc: str, unit: str, at: datetime) -> dict[str, Any]:
     }
 
 
-def _published(doc: str, unit: str, at: datetime) -> dict[str, Any]:
+def published_event(doc: str, unit: str, at: datetime) -> dict[str, Any]:
     return {
         "type": "document.published",
         "event_id": f"pub-{doc}",
@@ -74,10 +74,10 @@ def history(events: int, open_documents: int, now: datetime) -> Iterator[dict[st
     for i in range(closed):
         unit = f"unit-{i % UNITS:03d}"
         at = now - timedelta(days=400) + span * (i / max(1, closed))
-        yield _issued(f"H{i}", unit, at)
-        yield _published(f"H{i}", unit, at + timedelta(days=2))
+        yield issued_event(f"H{i}", unit, at)
+        yield published_event(f"H{i}", unit, at + timedelta(days=2))
     for i in range(open_documents):
-        yield _issued(
+        yield issued_event(
             f"O{i}", f"unit-{i % UNITS:03d}", now - timedelta(days=7) * (i / open_documents)
         )
 

@@ -13,16 +13,14 @@ from config.settings import Settings
 from deadlines.ledger import Ledger
 from deadlines.report import obligation_view
 from deadlines.retention import Retirer
+from govclock.bench_history import issued_event, published_event
 from schemas.events import parse_event
 from streams.journal import Journal
 from worker.compaction import compact_journal
 from worker.context import load_worker
 
 NOW = datetime(2026, 9, 1, 12, tzinfo=UTC)
-
-
-def iso(at: datetime) -> str:
-    return at.isoformat().replace("+00:00", "Z")
+UNIT = "市教育局"
 
 
 def history(old: int, fresh: int) -> list[dict[str, Any]]:
@@ -32,29 +30,10 @@ def history(old: int, fresh: int) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
 
     def issued(doc: str, at: datetime) -> dict[str, Any]:
-        return {
-            "type": "document.issued",
-            "event_id": f"iss-{doc}",
-            "unit": "市教育局",
-            "document_id": doc,
-            "issued_at": iso(at),
-            "kind": "normative",
-            "disclosure": "proactive",
-            "title": "关于…的通知",
-        }
+        return issued_event(doc, UNIT, at)
 
     def published(doc: str, at: datetime) -> dict[str, Any]:
-        return {
-            "type": "document.published",
-            "event_id": f"pub-{doc}",
-            "unit": "市教育局",
-            "publication_id": f"pub-{doc}",
-            "published_at": iso(at),
-            "kind": "document",
-            "channel": "portal",
-            "url": f"https://gov.example/{doc}",
-            "refs": {"document_id": doc},
-        }
+        return published_event(doc, UNIT, at)
 
     march = datetime(2026, 3, 2, 1, tzinfo=UTC)
     for i in range(old):

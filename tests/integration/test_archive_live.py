@@ -10,46 +10,30 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from deadlines.report import rates_of_views
-from tests.integration.test_monitor import Monitor, request, rfc3339, wait_for
+from govclock.bench_history import issued_event, published_event
+from tests.integration.test_monitor import Monitor, request, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 DAY = 86_400
 RULE = "online_posting_10wd"
+UNIT = "市教育局"
 GOVCLOCK = Path(sys.executable).with_name("govclock")
 
 
 def issued(doc: str, at: float) -> dict[str, Any]:
-    return {
-        "type": "document.issued",
-        "event_id": f"iss-{doc}",
-        "unit": "市教育局",
-        "document_id": doc,
-        "issued_at": rfc3339(at),
-        "kind": "normative",
-        "disclosure": "proactive",
-        "title": "关于开展专项检查的通知",
-    }
+    return issued_event(doc, UNIT, datetime.fromtimestamp(at, UTC))
 
 
 def published(doc: str, at: float) -> dict[str, Any]:
-    return {
-        "type": "document.published",
-        "event_id": f"pub-{doc}",
-        "unit": "市教育局",
-        "publication_id": f"pub-{doc}",
-        "published_at": rfc3339(at),
-        "kind": "document",
-        "channel": "portal",
-        "url": f"https://gov.example/{doc}.html",
-        "refs": {"document_id": doc},
-    }
+    return published_event(doc, UNIT, datetime.fromtimestamp(at, UTC))
 
 
 def history(now: float) -> list[dict[str, Any]]:
