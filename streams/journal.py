@@ -81,16 +81,26 @@ class Journal:
         if not self.path.exists():
             return 0, 0
         upto = self.end() if upto is None else upto
-        tmp = self.path.with_suffix(".compacting")
+        kept, dropped = self.write_kept(keep, upto)
+        self.install(self.compacting, upto)
+        return kept, dropped
+
+    @property
+    def compacting(self) -> Path:
+        """Where a compaction writes the new journal before it replaces the old one."""
+        return self.path.with_suffix(".compacting")
+
+    def write_kept(self, keep: Callable[[int, bytes], bool], upto: int) -> tuple[int, int]:
+        """Write the lines of the first ``upto`` bytes that ``keep(index, line)`` accepts to
+        :attr:`compacting` (the journal is not touched); returns ``(kept, dropped)``."""
         kept = dropped = 0
-        with tmp.open("wb") as out:
+        with self.compacting.open("wb") as out:
             for index, line in enumerate(self.read(upto)):
                 if keep(index, line):
                     out.write(line + b"\n")
                     kept += 1
                 else:
                     dropped += 1
-        self.install(tmp, upto)
         return kept, dropped
 
     def install(self, tmp: Path, upto: int) -> None:

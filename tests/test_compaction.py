@@ -101,7 +101,7 @@ def test_lines_appended_while_compacting_are_kept(tmp_path: Path) -> None:
     late = history(old=0, fresh=0)[:1]  # an orphan publication from March, appended now
     late[0]["event_id"] = "pub-late"
     journal.append(late)
-    journal.install(journal.path.with_suffix(".compacting"), done.upto)
+    journal.install(journal.compacting, done.upto)
     ids = [json.loads(line)["event_id"] for line in journal.read()]
     assert ids[-1] == "pub-late"  # kept although it names only an expired subject
     assert set(ids[:-1]) == {"iss-NEW0", "iss-NEW1", "pub-ORPHAN-NEW"}

@@ -109,9 +109,8 @@ def compact_in_child(journal: Journal, settings: Settings, now: int) -> Compacti
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
         # the child filters and archives, and leaves the new file beside the journal
         done: Compaction = pool.submit(_filter_only, journal.directory, settings, now).result()
-    tmp = journal.path.with_suffix(".compacting")
-    if tmp.exists():
-        journal.install(tmp, done.upto)
+    if journal.compacting.exists():
+        journal.install(journal.compacting, done.upto)
     return done
 
 
@@ -126,12 +125,5 @@ def _filter_only(directory: Path, settings: Settings, now: int) -> Compaction:
     keep, live, settled = live_lines(journal, settings, now, upto)
     with Archive.open(settings.archive_database_url) as archive:
         _archive(archive, settled)
-    kept = dropped = 0
-    with journal.path.with_suffix(".compacting").open("wb") as out:
-        for index, line in enumerate(journal.read(upto)):
-            if index >= len(keep) or keep[index]:
-                out.write(line + b"\n")
-                kept += 1
-            else:
-                dropped += 1
+    kept, dropped = journal.write_kept(lambda index, _: index >= len(keep) or keep[index], upto)
     return Compaction(kept, dropped, live, len(settled), round(time.monotonic() - began, 3), upto)
